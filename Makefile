@@ -1,0 +1,43 @@
+# spikelib: one command to set up, one to test, one to open the course.
+#   make lab    open JupyterLab on notebooks/ (creates .venv on first use)
+#   make test   unit tests + every notebook under nbval, offline, on CPU
+#   make bench  speed/memory benchmarks (not part of the test suite)
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+# Pinned for the install step: the torch/torchvision pair known to import together on
+# our machines (a CUDA build that runs on the CPU). pyproject.toml keeps loose ranges
+# for your own builds; see README "CPU-only torch on a laptop".
+TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
+# Running as root (containers, CI) needs --allow-root for JupyterLab.
+LAB_ROOT_FLAG := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
+
+.PHONY: install lab test test-unit test-notebooks bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install $(TORCH_PIN)
+	$(PY) -m pip install -e '.[dev]'
+	touch $@
+
+lab: install
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(LAB_ROOT_FLAG)
+
+test: install
+	$(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env -p no:cacheprovider $(PYTEST_ARGS)
+
+test-unit: install
+	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+test-notebooks: install
+	$(PY) -m pytest notebooks --nbval-lax --nbval-current-env $(PYTEST_ARGS)
+
+bench: install
+	$(PY) benchmarks/bench_data.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache
