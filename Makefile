@@ -10,17 +10,18 @@ PY     := $(VENV)/bin/python
 # our machines (a CUDA build that runs on the CPU). pyproject.toml keeps loose ranges
 # for your own builds; see README "CPU-only torch on a laptop".
 TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
+# Optional wheel index for torch, e.g. PyTorch's CPU-only index on a laptop.
+TORCH_INDEX ?=
 # Running as root (containers, CI) needs --allow-root for JupyterLab.
 LAB_ROOT_FLAG := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
 
-.PHONY: install lab test test-unit test-notebooks bench clean
+.PHONY: install lab test test-unit test-notebooks run-notebooks bench clean
 
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --upgrade pip
-	$(PY) -m pip install $(TORCH_PIN)
+	$(PY) -m pip install $(TORCH_PIN) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(PY) -m pip install -e '.[dev]'
 	touch $@
 
@@ -41,3 +42,7 @@ bench: install
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
+
+# Re-run every notebook top to bottom from a fresh kernel and save its outputs (commit them).
+run-notebooks: install
+	$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=1200 notebooks/*.ipynb
