@@ -1,0 +1,45 @@
+"""Shared fixtures. Data: one small generated VOC tree per test session."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from spikelib.data.synth import SynthConfig, write_synthetic_voc
+
+# 60 images: enough for every split, policy and quirk of the generator to show up.
+SMALL_SYNTH = SynthConfig(name="SMALL", num_train=40, num_val=10, num_test=10, seed=7)
+
+
+@pytest.fixture(scope="session")
+def synth_config() -> SynthConfig:
+    """The config of :func:`synth_root`'s dataset."""
+    return SMALL_SYNTH
+
+
+@pytest.fixture(scope="session")
+def synth_root(tmp_path_factory: pytest.TempPathFactory, synth_config: SynthConfig) -> Path:
+    """Read-only root holding ``VOCdevkit/SMALL``, generated once per session."""
+    root = tmp_path_factory.mktemp("synth")
+    write_synthetic_voc(root, synth_config, progress=False)
+    return root
+
+
+@pytest.fixture
+def synth_copy(synth_root: Path, tmp_path: Path) -> Path:
+    """A private copy of the small dataset, for tests that break it."""
+    shutil.copytree(synth_root / "VOCdevkit", tmp_path / "VOCdevkit")
+    return tmp_path
+
+
+@pytest.fixture(scope="session")
+def voc_sample() -> Path:
+    """The real VOC sample beside the checkout (or ``$SPIKELIB_VOC_SAMPLE``); skips if absent."""
+    default = Path(__file__).resolve().parents[1].parent / "shared" / "voc-sample"
+    path = Path(os.environ.get("SPIKELIB_VOC_SAMPLE", default))
+    if not (path / "VOCdevkit").is_dir():
+        pytest.skip(f"real VOC sample not found at {path} (set SPIKELIB_VOC_SAMPLE to its folder)")
+    return path
