@@ -24,6 +24,7 @@ from spikelib.surrogate import FastSigmoid, Heaviside, SurrogateSpike, heaviside
 
 __all__ = [
     "RESETS",
+    "PAPER_SPIKE_FN",
     "LIFState",
     "LIFParams",
     "check_lif_params",
@@ -77,8 +78,8 @@ def check_lif_params(params: LIFParams) -> LIFParams:
     """
     if not isinstance(params, LIFParams):
         raise TypeError(f"expected LIFParams, got {type(params).__name__}")
-    beta = torch.as_tensor(params.beta, dtype=torch.float64)
-    threshold = torch.as_tensor(params.threshold, dtype=torch.float64)
+    beta = torch.as_tensor(params.beta).detach()
+    threshold = torch.as_tensor(params.threshold).detach()
     if not bool(((beta >= 0) & (beta <= 1)).all()):
         raise ValueError(f"beta must lie in [0, 1], got {params.beta!r}")
     if not bool((threshold > 0).all()):

@@ -1,5 +1,6 @@
 """The LIF neuron: hand-worked cases, equality with snntorch.Leaky, module = function."""
 
+import doctest
 import math
 
 import pytest
@@ -9,6 +10,7 @@ import torch
 from snntorch import surrogate as snn_surrogate
 from torch import nn
 
+import spikelib.neurons
 from spikelib.neurons import (
     LIF,
     LIFParams,
@@ -73,7 +75,9 @@ def test_lif_step_is_pure_and_returns_typed_state():
 def test_matches_snntorch_leaky_spikes_membrane_and_input_gradient(reset):
     cur_seq = _random_current((NUM_STEPS, 16, 32), seed=1)
     weights = torch.randn(32, generator=torch.Generator().manual_seed(2))
-    leaky = snn.Leaky(beta=0.5, spike_grad=snn_surrogate.fast_sigmoid(slope=25), reset_mechanism=reset)
+    leaky = snn.Leaky(
+        beta=0.5, spike_grad=snn_surrogate.fast_sigmoid(slope=25), reset_mechanism=reset
+    )
     ours = LIF(beta=0.5, threshold=1.0, reset=reset, spike_fn=FastSigmoid(slope=25))
 
     x_theirs = cur_seq.clone().requires_grad_()
@@ -269,7 +273,7 @@ def test_reset_states_calls_reset_state_on_any_nested_module():
         ({"beta": 1.5}, r"beta must lie in \[0, 1\], got 1.5"),
         ({"beta": -0.1}, r"beta must lie in \[0, 1\], got -0.1"),
         ({"threshold": 0.0}, r"threshold must be > 0, got 0.0"),
-        ({"reset": "to_zero"}, r"reset must be one of \['subtract', 'zero', 'none'\], got 'to_zero'"),
+        ({"reset": "to_zero"}, r"one of \['subtract', 'zero', 'none'\], got 'to_zero'"),
     ],
 )
 def test_invalid_parameters_raise_with_value_and_allowed(kwargs, match):
@@ -289,7 +293,9 @@ def test_invalid_inputs_raise():
 
 
 def test_repr_shows_parameters():
-    assert repr(LIF()) == "LIF(beta=0.5, threshold=1.0, reset='subtract', spike_fn=FastSigmoid(slope=25.0))"
+    assert repr(LIF()) == (
+        "LIF(beta=0.5, threshold=1.0, reset='subtract', spike_fn=FastSigmoid(slope=25.0))"
+    )
 
 
 def test_heaviside_spike_fn_gives_zero_weight_gradient():
@@ -349,3 +355,8 @@ def test_firing_rate_validates_num_steps_and_accepts_floats():
     with pytest.raises(ValueError, match="num_steps must be an int >= 1, got 0"):
         firing_rate(1.0, 0, LIFParams())
     assert firing_rate(2.0, 10, LIFParams()).item() == 1.0
+
+
+def test_docstring_examples_run():
+    result = doctest.testmod(spikelib.neurons)
+    assert result.attempted >= 2 and result.failed == 0
