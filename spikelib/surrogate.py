@@ -336,7 +336,8 @@ def get_surrogate(name: str, **params: float) -> SurrogateSpike:
     """
     for cls in _CLASSES:
         if cls.name == name:
-            allowed = tuple(field.name for field in dataclasses.fields(cls))  # type: ignore[arg-type]
+            fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+            allowed = tuple(field.name for field in fields)
             unknown = sorted(set(params) - set(allowed))
             if unknown:
                 raise TypeError(
