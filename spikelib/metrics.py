@@ -331,39 +331,51 @@ def match_detections(
     """
     _check_threshold(iou_threshold)
     _check_image_lists(detections, ground_truths)
-    return _match_class(detections, ground_truths, label, iou_threshold)
+    return _match_class(_pool(detections, _DETECTION_KEYS), _pool(ground_truths, _TRUTH_KEYS), label, iou_threshold)
 
 
-def _match_class(
-    detections: Sequence[dict], ground_truths: Sequence[dict], label: int, iou_threshold: float
-) -> DetectionMatches:
-    """``match_detections`` on inputs already checked."""
-    candidates = []  # (score, image index, box) of every detection of the class
-    gt_boxes, gt_difficult, gt_taken = [], [], []
-    for i, (det, gt) in enumerate(zip(detections, ground_truths)):
-        keep = torch.as_tensor(det["labels"]).flatten() == label
-        scores = torch.as_tensor(det["scores"]).flatten()[keep].tolist()
-        candidates += [(score, i, box) for score, box in zip(scores, torch.as_tensor(det["boxes"]).float()[keep])]
-        of_class = torch.as_tensor(gt["labels"]).flatten() == label
-        difficult = torch.as_tensor(gt.get("difficult", [False] * of_class.numel()), dtype=torch.bool).flatten()
-        gt_boxes.append(torch.as_tensor(gt["boxes"]).float()[of_class])
-        gt_difficult.append(difficult[of_class])
-        gt_taken.append(torch.zeros(int(of_class.sum()), dtype=torch.bool))
-    num_positives = sum(int((~d).sum()) for d in gt_difficult)
+_DETECTION_KEYS = {"boxes": torch.float32, "scores": torch.float64, "labels": torch.int64}
+_TRUTH_KEYS = {"boxes": torch.float32, "labels": torch.int64, "difficult": torch.bool}
 
-    candidates.sort(key=lambda c: -c[0])  # Python's sort is stable: ties keep input order
-    ranked_scores, flags = [], []
-    for score, i, box in candidates:
+
+def _pool(entries: Sequence[dict], keys: dict[str, torch.dtype]) -> dict[str, Tensor]:
+    """Concatenate the per-image tensors of checked entries; ``image`` gives each row's image index."""
+    pooled = {key: [torch.zeros((0, 4) if key == "boxes" else (0,), dtype=dtype)] for key, dtype in keys.items()}
+    pooled["image"] = [torch.zeros(0, dtype=torch.int64)]
+    for i, entry in enumerate(entries):
+        num_boxes = torch.as_tensor(entry["boxes"]).shape[0]
+        for key, dtype in keys.items():
+            value = entry.get(key, torch.zeros(num_boxes))  # only "difficult" may be absent: all False
+            shape = (num_boxes, 4) if key == "boxes" else (num_boxes,)
+            pooled[key].append(torch.as_tensor(value).detach().cpu().to(dtype).reshape(shape))
+        pooled["image"].append(torch.full((num_boxes,), i))
+    return {key: torch.cat(parts) for key, parts in pooled.items()}
+
+
+def _match_class(dets: dict[str, Tensor], gts: dict[str, Tensor], label: int, iou_threshold: float) -> DetectionMatches:
+    """``match_detections`` on pooled inputs (see ``_pool``)."""
+    of_class = (gts["labels"] == label).nonzero().flatten().tolist()
+    rows_of_image: dict[int, list[int]] = {}  # image -> rows of its ground truths of this class
+    for row in of_class:
+        rows_of_image.setdefault(int(gts["image"][row]), []).append(row)
+    difficult = gts["difficult"].tolist()
+    num_positives = sum(not difficult[row] for row in of_class)
+
+    rows = (dets["labels"] == label).nonzero().flatten()
+    ranked = rows[torch.sort(dets["scores"][rows], descending=True, stable=True).indices].tolist()  # ties: input order
+    taken, ranked_scores, flags = set(), [], []
+    for d in ranked:
         is_true_positive = False
-        if gt_boxes[i].shape[0] > 0:
-            ious = box_iou(box[None], gt_boxes[i])[0]
-            j = int((ious == ious.max()).nonzero()[0])  # the first best, as the devkit's strict ">"
-            if ious[j] >= iou_threshold:
-                if gt_difficult[i][j]:
+        candidates = rows_of_image.get(int(dets["image"][d]), [])
+        if candidates:
+            ious = box_iou(dets["boxes"][d : d + 1], gts["boxes"][candidates])[0]
+            best = candidates[int((ious == ious.max()).nonzero()[0])]  # the first best, as the devkit's strict ">"
+            if ious.max() >= iou_threshold:
+                if difficult[best]:
                     continue  # a detection of a difficult object is neither true nor false
-                is_true_positive = not bool(gt_taken[i][j])  # a second hit on one object is false
-                gt_taken[i][j] = True
-        ranked_scores.append(score)
+                is_true_positive = best not in taken  # a second hit on one object is false
+                taken.add(best)
+        ranked_scores.append(float(dets["scores"][d]))
         flags.append(is_true_positive)
     return DetectionMatches(
         torch.tensor(ranked_scores, dtype=torch.float64), torch.tensor(flags, dtype=torch.bool), num_positives
@@ -418,9 +430,10 @@ def voc_ap_per_class(
             labels = torch.as_tensor(entry["labels"]).flatten()
             if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
                 raise ValueError(f"{name}[{i}]['labels'] = {labels.tolist()} outside 0 .. {num_classes - 1}")
+    dets, gts = _pool(detections, _DETECTION_KEYS), _pool(ground_truths, _TRUTH_KEYS)
     result = {}
     for label in range(num_classes):
-        scores, flags, num_positives = _match_class(detections, ground_truths, label, iou_threshold)
+        scores, flags, num_positives = _match_class(dets, gts, label, iou_threshold)
         if num_positives == 0:
             empty = torch.zeros(0, dtype=torch.float64)
             result[label] = ClassAP(float("nan"), empty, empty, scores, 0)

@@ -299,12 +299,100 @@ def test_a_detection_takes_its_best_gt_even_when_that_one_is_already_taken():
     assert metrics.match_detections(detections, ground_truths, 0).is_true_positive.tolist() == [True, False]
 
 
-def test_ranking_follows_scores_not_input_order():
+def test_ranking_follows_scores_not_input_order_and_ties_keep_input_order():
     # The lower-scored exact hit is listed first; the higher-scored one still takes the GT.
     ground_truths = [_gt([A], [0])]
     detections = [_det([A, A], [0.2, 0.8], [0, 0])]
     scores, flags, _ = metrics.match_detections(detections, ground_truths, 0)
     assert scores.tolist() == pytest.approx([0.8, 0.2]) and flags.tolist() == [True, False]
+    # Equal scores: a miss listed first stays first, then the hit.
+    detections = [_det([FAR, A], [0.5, 0.5], [0, 0])]
+    assert metrics.match_detections(detections, ground_truths, 0).is_true_positive.tolist() == [False, True]
+
+
+def _devkit_ap(detections, ground_truths, label, iou_threshold=0.5):
+    """A line-by-line transcription of VOCevaldet.m and VOCap.m (VOC2010+), in plain Python lists.
+
+    Unlike spikelib, it keeps detections on difficult objects in the ranking with tp = fp = 0, and
+    its precision may be 0/0 = nan there, which MATLAB's max() skips.
+    """
+    npos = sum(
+        lab == label and not dif
+        for gt in ground_truths
+        for lab, dif in zip(gt["labels"].tolist(), gt["difficult"].tolist())
+    )
+    detected = [[False] * len(gt["labels"]) for gt in ground_truths]
+    ranked = sorted(
+        (
+            (score, i, box)
+            for i, det in enumerate(detections)
+            for score, box, lab in zip(det["scores"].tolist(), det["boxes"].tolist(), det["labels"].tolist())
+            if lab == label
+        ),
+        key=lambda x: -x[0],
+    )
+    tp, fp = [], []
+    for _, i, bb in ranked:
+        ovmax, jmax = -math.inf, -1
+        for j, (bbgt, lab) in enumerate(zip(ground_truths[i]["boxes"].tolist(), ground_truths[i]["labels"].tolist())):
+            if lab != label:
+                continue
+            iw = min(bb[2], bbgt[2]) - max(bb[0], bbgt[0])
+            ih = min(bb[3], bbgt[3]) - max(bb[1], bbgt[1])
+            if iw > 0 and ih > 0:
+                ua = (bb[2] - bb[0]) * (bb[3] - bb[1]) + (bbgt[2] - bbgt[0]) * (bbgt[3] - bbgt[1]) - iw * ih
+                if iw * ih / ua > ovmax:
+                    ovmax, jmax = iw * ih / ua, j
+        t = f = 0
+        if ovmax >= iou_threshold:
+            if not ground_truths[i]["difficult"][jmax]:
+                if not detected[i][jmax]:
+                    t, detected[i][jmax] = 1, True
+                else:
+                    f = 1
+        else:
+            f = 1
+        tp.append((tp[-1] if tp else 0) + t)
+        fp.append((fp[-1] if fp else 0) + f)
+    mrec = [0.0] + [x / npos for x in tp] + [1.0]
+    mpre = [0.0] + [x / (x + y) if x + y else math.nan for x, y in zip(tp, fp)] + [0.0]
+    for k in range(len(mpre) - 2, -1, -1):
+        mpre[k] = mpre[k + 1] if math.isnan(mpre[k]) else max(mpre[k], mpre[k + 1])  # MATLAB's max skips nan
+    return sum((mrec[k] - mrec[k - 1]) * mpre[k] for k in range(1, len(mrec)) if mrec[k] != mrec[k - 1])
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_voc_ap_matches_a_transcription_of_the_devkit_on_random_scenes(seed):
+    gen = torch.Generator().manual_seed(seed)
+    detections, ground_truths = [], []
+    for _ in range(25):
+        num_objects = int(torch.randint(1, 4, (1,), generator=gen))
+        corner = torch.rand(num_objects, 2, generator=gen) * 0.6
+        truth = torch.cat([corner, corner + 0.1 + torch.rand(num_objects, 2, generator=gen) * 0.3], 1)
+        labels = torch.randint(0, 3, (num_objects,), generator=gen)
+        difficult = torch.rand(num_objects, generator=gen) < 0.2
+        ground_truths.append({"boxes": truth, "labels": labels, "difficult": difficult})
+        # Jittered copies of the objects (some twice: duplicates), a few labels swapped, plus clutter.
+        copies = torch.cat([truth, truth[:1]])
+        jittered = copies + 0.04 * torch.randn(copies.shape, generator=gen)
+        jittered = torch.cat([jittered[:, :2], torch.maximum(jittered[:, 2:], jittered[:, :2])], 1)
+        clutter_corner = torch.rand(2, 2, generator=gen) * 0.7
+        clutter = torch.cat([clutter_corner, clutter_corner + 0.2], 1)
+        det_labels = torch.cat([labels, labels[:1]])
+        det_labels = torch.where(torch.rand(len(det_labels), generator=gen) < 0.15, (det_labels + 1) % 3, det_labels)
+        boxes = torch.cat([jittered, clutter])
+        detections.append({
+            "boxes": boxes,
+            "scores": torch.cat([  # objects tend to score above clutter, with overlap
+                0.4 + 0.6 * torch.rand(len(copies), generator=gen, dtype=torch.float64),
+                0.6 * torch.rand(2, generator=gen, dtype=torch.float64),
+            ]),
+            "labels": torch.cat([det_labels, torch.randint(0, 3, (2,), generator=gen)]),
+        })
+    per_class = metrics.voc_ap_per_class(detections, ground_truths, num_classes=3)
+    for label in range(3):
+        assert per_class[label].ap == pytest.approx(_devkit_ap(detections, ground_truths, label), abs=1e-6)
+    assert 0.2 < per_class[0].ap < 0.95, "the scene should be neither trivial nor hopeless"
 
 
 def test_detection_inputs_are_checked_with_helpful_errors():
