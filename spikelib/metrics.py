@@ -239,13 +239,13 @@ def eleven_point_precisions(recall: Tensor, precision: Tensor) -> Tensor:
 def average_precision(recall: Tensor, precision: Tensor, method: str = "all_points") -> float:
     r"""Average precision from a ranked precision/recall curve, in the two VOC conventions.
 
-    ``"all_points"`` (VOC2010 onwards) is the area under the monotone envelope,
+    ``"all_points"`` (VOC2010 onwards, the devkit's ``VOCap.m``) is the area under the envelope,
 
     .. math:: \mathrm{AP} = \sum_{k} (r_k - r_{k-1})\, p_{\mathrm{interp}}(r_k), \quad r_0 = 0,
 
     summed over the points where recall changes. ``"11_points"`` (VOC2007) averages the
     envelope at 11 recall levels, :math:`\mathrm{AP} = \frac{1}{11}\sum_{t \in \{0, 0.1, \dots, 1\}} p(t)`
-    (Everingham et al. 2010, eq. 1). Neither is ``sklearn.metrics.average_precision_score``,
+    (Everingham et al. 2010, eqs. 1-2). Neither is ``sklearn.metrics.average_precision_score``,
     which sums raw precisions with no envelope.
 
     Args:
