@@ -49,7 +49,8 @@ def cmd_data_synth(args: argparse.Namespace) -> int:
     total = cfg.num_train + cfg.num_val + cfg.num_test
     stats = json.loads((target / "manifest.json").read_text())["stats"]
     print(f"wrote {total} images to {target} in {seconds:.1f} s ({total / max(seconds, 1e-9):.0f} images/s)")
-    for split, s in stats.items():
+    for split in ("train", "val", "test"):
+        s = stats[split]
         print(f"  {split}: {s['images']} images, {s['objects']} objects, "
               f"{100 * s['share_multi_object']:.0f}% multi-object, {s['truncated_objects']} truncated, "
               f"{s['difficult_objects']} difficult, classes {s['class_counts']}")
@@ -61,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     from spikelib.data.synth import SynthConfig, default_data_root
 
     parser = argparse.ArgumentParser(prog="spikelib", description=__doc__.splitlines()[0])
-    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level; show tracebacks")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     data = commands.add_parser("data", help="generate or inspect datasets")
     data_commands = data.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
@@ -97,6 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except USER_ERRORS as err:
+        if args.verbose:
+            raise
         print(f"spikelib {args.command}: error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -16,7 +16,8 @@ in ``data/README.md`` and in the ``manifest.json`` written beside the images):
 * Background: a level, a linear gradient, low-frequency blobs, 0 to 6 random lines and
   0 to 3 soft blobs (clutter that is not an object), pixel noise (std 0.04).
 * 25 % of images hold 2 or 3 objects (boxes overlap by at most 10 % of the smaller one);
-  15 % of objects are cut by the image border (``truncated=1``; 50 % to 90 % visible).
+  15 % of objects are cut by the image border (``truncated=1``; 50 % to 90 % of their
+  width or height inside).
 * 15 % of images get one extra ``difficult=1`` object: tiny (0.6 % to 2 % of the area) or
   of very low contrast (0.04 to 0.08). Every image has at least one non-difficult object.
 
@@ -241,7 +242,7 @@ def _place(rng, cfg, name, area, truncate, taken) -> tuple[list[np.ndarray], flo
     scale = min(math.sqrt(area * size * size / float(np.prod(hi - lo))), size / float(np.max(hi - lo)))
     lo, hi = lo * scale, hi * scale
     for _ in range(20):
-        centre = rng.uniform(-lo, size - hi)
+        centre = rng.uniform(-lo, np.maximum(size - hi, -lo))  # (a shape as wide as the image: one place)
         if truncate:  # push the shape across one border, keeping 50 % to 90 % of its extent
             axis, side = rng.integers(0, 2), rng.integers(0, 2)
             cut = rng.uniform(0.1, 0.5) * (hi[axis] - lo[axis])
