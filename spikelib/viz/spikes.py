@@ -82,7 +82,8 @@ def plot_membrane(
 
     The input current :math:`I[t]` (if given) is drawn as a grey step line (label
     ``"cur"``): in a panel above the membrane when this function creates the figure, on a
-    twin y axis (right) of ``ax`` when you pass one.
+    twin y axis (right) of ``ax`` when you pass one. The twin axis has the membrane's
+    scale: in the discrete model current and potential share their units.
 
     Args:
         mem_seq (Tensor[T] or Tensor[T, N]): membrane potential, time first; everything
@@ -140,16 +141,25 @@ def plot_membrane(
     ax.set_ylabel("membrane U[t]")
     ax.set_xlim(-0.5, num_steps - 0.5)
 
+    show_legend = num_neurons > 1 or spk is not None or threshold is not None
+    if show_legend:  # headroom above the traces for a one-row legend
+        low, high = ax.get_ylim()
+        ax.set_ylim(low, high + 0.25 * (high - low))
+        ax.legend(loc="upper right", fontsize=8, ncols=min(6, num_neurons + 2), columnspacing=1.0)
+
     if cur is not None:
         for n in range(cur.shape[1]):
             cur_ax.step(steps, cur[:, n], where="mid", color=CURRENT_COLOR, linewidth=1,
                         label="cur" if n == 0 else "_cur")
         cur_ax.set_ylabel("current I[t]", color=CURRENT_COLOR)
         cur_ax.tick_params(axis="y", colors=CURRENT_COLOR)
+        if cur_ax is not top_ax:  # a twin axis: I and U share units, so share the scale too
+            low, high = ax.get_ylim()
+            cur_low, cur_high = cur_ax.get_ylim()
+            ax.set_ylim(min(low, cur_low), max(high, cur_high))
+            cur_ax.set_ylim(ax.get_ylim())
     if title is not None:
         top_ax.set_title(title)
-    if num_neurons > 1 or spk is not None or threshold is not None:
-        ax.legend(loc="upper right", fontsize=8, ncols=min(4, num_neurons + 2))
     return fig
 
 
