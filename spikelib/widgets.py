@@ -133,7 +133,10 @@ class _Explorer:
         raise NotImplementedError
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return self.widget._repr_mimebundle_(**kwargs)
+        bundle = self.widget._repr_mimebundle_(**kwargs)
+        if isinstance(bundle, dict):  # what a viewer without widgets (GitHub) shows instead
+            bundle["text/plain"] = f"{self!r}: run the notebook to use the controls"
+        return bundle
 
     def __repr__(self) -> str:
         values = ", ".join(f"{name}={getattr(self, name).value!r}" for name in self.controls)

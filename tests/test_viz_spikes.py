@@ -55,8 +55,13 @@ def test_plot_membrane_draws_one_line_per_neuron_and_the_current_in_its_own_pane
     for n in range(3):
         (line,) = _lines(mem_ax, f"mem {n}")
         np.testing.assert_allclose(line.get_ydata(), mem_seq[:, n].numpy(), rtol=1e-6)
-    spike_dots = [line for line in mem_ax.get_lines() if line.get_label() in ("spike", "_spike")]
-    assert sum(len(dots.get_xdata()) for dots in spike_dots) == int(spk_seq.sum())
+    for n in range(3):
+        (dots,) = _lines(mem_ax, f"_spike {n}")
+        np.testing.assert_array_equal(dots.get_xdata(), torch.nonzero(spk_seq[:, n]).flatten().numpy())
+    (legend_proxy,) = _lines(mem_ax, "spike")
+    assert len(legend_proxy.get_xdata()) == 0
+    assert [t.get_text() for t in mem_ax.get_legend().get_texts()] == [
+        "mem 0", "mem 1", "mem 2", "spike", "threshold"]
     currents = [line for line in cur_ax.get_lines() if line.get_label() in ("cur", "_cur")]
     assert len(currents) == 3
     np.testing.assert_allclose(currents[2].get_ydata(), cur_seq[:, 2].numpy())

@@ -166,3 +166,10 @@ def test_explorers_render_a_png_into_their_output_when_asked(images):
     encoding = EncodingExplorer(images, render=True)
     assert encoding.png.startswith(b"\x89PNG")
     assert LIFExplorer().png is None  # outside a kernel nothing is rendered by default
+
+
+def test_explorer_shows_a_readable_text_where_widgets_do_not_render():
+    bundle = LIFExplorer(current=0.7)._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+    assert bundle["text/plain"].startswith("LIFExplorer(beta=0.5, threshold=1.0, current=0.7")
+    assert "run the notebook" in bundle["text/plain"]

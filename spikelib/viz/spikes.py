@@ -76,14 +76,16 @@ def plot_membrane(
 
     Each neuron is one line (label ``"mem"`` or ``"mem 0"``, ``"mem 1"``, ...), its y data
     the trace itself. Spikes are dots on the trace at the steps where
-    :math:`S[t] = 1` (label ``"spike"``): spikelib's ``mem_seq`` is the potential *before*
-    its reset, so a dot sits above the threshold. The threshold :math:`\theta` is a dashed
-    red line (label ``"threshold"``).
+    :math:`S[t] = 1` (label ``"spike"``, or ``"_spike 0"``, ``"_spike 1"``, ... in the
+    neurons' colors when there are several): spikelib's ``mem_seq`` is the potential
+    *before* its reset, so a dot sits above the threshold. The threshold :math:`\theta` is
+    a dashed red line (label ``"threshold"``).
 
-    The input current :math:`I[t]` (if given) is drawn as a grey step line (label
-    ``"cur"``): in a panel above the membrane when this function creates the figure, on a
-    twin y axis (right) of ``ax`` when you pass one. The twin axis has the membrane's
-    scale: in the discrete model current and potential share their units.
+    The input current :math:`I[t]` (if given) is drawn as a step line (label ``"cur"``;
+    grey, or in the neuron's color when each neuron has its own): in a panel above the
+    membrane when this function creates the figure, on a twin y axis (right) of ``ax``
+    when you pass one. The twin axis has the membrane's scale: in the discrete model
+    current and potential share their units.
 
     Args:
         mem_seq (Tensor[T] or Tensor[T, N]): membrane potential, time first; everything
@@ -133,7 +135,9 @@ def plot_membrane(
         if spk is not None:
             fired = spk[:, n] > 0
             ax.plot(steps[fired], mem[fired, n], "o", color=color, markersize=5,
-                    label="spike" if n == 0 else "_spike", zorder=3)
+                    label="spike" if num_neurons == 1 else f"_spike {n}", zorder=3)
+    if spk is not None and num_neurons > 1:  # one neutral legend entry for all neurons' dots
+        ax.plot([], [], "o", color="0.3", markersize=5, label="spike")
     if threshold is not None:
         ax.axhline(float(threshold), color=THRESHOLD_COLOR, linestyle="--", linewidth=1,
                    label="threshold")
@@ -148,8 +152,9 @@ def plot_membrane(
         ax.legend(loc="upper right", fontsize=8, ncols=min(6, num_neurons + 2), columnspacing=1.0)
 
     if cur is not None:
-        for n in range(cur.shape[1]):
-            cur_ax.step(steps, cur[:, n], where="mid", color=CURRENT_COLOR, linewidth=1,
+        for n in range(cur.shape[1]):  # one current per neuron: in that neuron's color
+            color = CURRENT_COLOR if cur.shape[1] == 1 else MEM_COLORS[n % len(MEM_COLORS)]
+            cur_ax.step(steps, cur[:, n], where="mid", color=color, linewidth=1,
                         label="cur" if n == 0 else "_cur")
         cur_ax.set_ylabel("current I[t]", color=CURRENT_COLOR)
         cur_ax.tick_params(axis="y", colors=CURRENT_COLOR)
