@@ -133,6 +133,19 @@ def test_plot_encoding_uses_a_given_decoder_and_axes():
         viz.plot_encoding(image, spk_seq[:, :2])
 
 
+def test_plot_frames_shows_the_spikes_of_the_chosen_steps():
+    spk_seq = (torch.rand(10, 1, 5, 6, generator=torch.Generator().manual_seed(3)) < 0.3).float()
+    fig = viz.plot_frames(spk_seq, num_frames=4, title="rate")
+    assert len(fig.axes) == 4
+    for ax, t in zip(fig.axes, (0, 3, 6, 9)):  # evenly spaced over T = 10
+        np.testing.assert_array_equal(ax.images[0].get_array(), spk_seq[t, 0].numpy())
+        assert ax.get_title() == f"t = {t}\n{int(spk_seq[t].sum())} spikes"
+    fig = viz.plot_frames(spk_seq[:, 0], steps=[2])
+    np.testing.assert_array_equal(fig.axes[0].images[0].get_array(), spk_seq[2, 0].numpy())
+    with pytest.raises(ValueError, match="steps must lie"):
+        viz.plot_frames(spk_seq, steps=[10])
+
+
 def test_plot_surrogate_gallery_draws_step_smooth_step_and_derivative_per_surrogate():
     surrogates = [Heaviside(), FastSigmoid(slope=25.0), ArcTan(), Triangle(), StraightThrough()]
     x = torch.linspace(-1, 1, 101)

@@ -29,6 +29,7 @@ __all__ = [
     "plot_membrane",
     "plot_raster",
     "plot_encoding",
+    "plot_frames",
     "plot_surrogate_gallery",
     "plot_fi_curve",
 ]
@@ -297,6 +298,61 @@ def plot_encoding(
     for image_axes in (image_ax, decoded_ax):
         image_axes.set_xticks([])
         image_axes.set_yticks([])
+    if title is not None:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_frames(
+    spk_seq: Tensor,
+    steps: Sequence[int] | None = None,
+    num_frames: int = 6,
+    axes: Sequence[Axes] | None = None,
+    title: str | None = None,
+) -> Figure:
+    """Snapshots of a spike train of one image: the spikes of a few time steps, as images.
+
+    Each panel shows ``spk_seq[t]`` (white = spike) on the gray scale [0, 1], titled with
+    the step and its spike count. A rate code looks like a noisy copy of the image at
+    every step; a latency code shows one band of intensities per step.
+
+    Args:
+        spk_seq (Tensor[T, C, H, W] or Tensor[T, H, W]): spikes of one image, time first
+            (C = 1 or 3).
+        steps (Sequence[int], optional): the steps to show; default ``num_frames`` steps
+            evenly spaced from 0 to T - 1.
+        num_frames (int): how many steps when ``steps`` is None. Default 6.
+        axes (Sequence[Axes], optional): one axes per frame; a new 1-row figure when None.
+        title (str, optional): figure title (suptitle).
+
+    Returns:
+        Figure: the figure holding the frames.
+
+    Raises:
+        ValueError: a step outside [0, T), or not one axes per frame.
+    """
+    frames = _numpy(spk_seq, "spk_seq")
+    if frames.ndim not in (3, 4):
+        raise ValueError(f"spk_seq must be [T, C, H, W] or [T, H, W] for one image, got shape {frames.shape}")
+    num_steps = frames.shape[0]
+    if steps is None:
+        steps = sorted({int(round(k)) for k in np.linspace(0, num_steps - 1, min(num_frames, num_steps))})
+    steps = [int(t) for t in steps]
+    if any(not 0 <= t < num_steps for t in steps) or not steps:
+        raise ValueError(f"steps must lie in [0, {num_steps - 1}], got {steps}")
+    if axes is None:
+        fig, axes = plt.subplots(1, len(steps), figsize=(1.6 * len(steps), 2.0), squeeze=False,
+                                 layout="constrained")
+        axes = axes[0]
+    elif len(axes) != len(steps):
+        raise ValueError(f"axes must hold one axes per frame ({len(steps)}), got {len(axes)}")
+    fig = axes[0].figure
+    for ax, t in zip(axes, steps):
+        array, options = _image_for_display(frames[t], "spk_seq[t]")
+        ax.imshow(array, interpolation="nearest", **options)
+        ax.set_title(f"t = {t}\n{int((frames[t] > 0).sum())} spikes", fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
     if title is not None:
         fig.suptitle(title)
     return fig
