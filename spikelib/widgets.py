@@ -244,7 +244,9 @@ def _as_images(images: Tensor | Sequence[Tensor]) -> Tensor:
     if images.ndim == 3:
         images = images[:, None]
     if images.ndim != 4 or images.shape[1] not in (1, 3) or images.shape[0] < 1:
-        raise ValueError(f"images must be [N, C, H, W] with C in (1, 3) or [N, H, W], got {tuple(images.shape)}")
+        raise ValueError(
+            f"images must be [N, C, H, W] with C in (1, 3) or [N, H, W], got {tuple(images.shape)}"
+        )
     images = images.float()
     if float(images.min()) < 0 or float(images.max()) > 1:
         raise ValueError("images must lie in [0, 1] (intensities); rescale them first")
@@ -303,7 +305,10 @@ class EncodingExplorer(_Explorer):
         self.coding = widgets.Dropdown(options=list(CODINGS), value=coding, description="coding", style=style)
         self.num_steps = widgets.IntSlider(num_steps, min=2, max=200, description="num_steps T", **opts)
         self.seed = widgets.BoundedIntText(seed, min=0, max=2**31 - 1, description="seed", style=style)
-        box = widgets.HBox([widgets.VBox([self.index, self.num_steps]), widgets.VBox([self.coding, self.seed])])
+        box = widgets.HBox([
+            widgets.VBox([self.index, self.num_steps]),
+            widgets.VBox([self.coding, self.seed]),
+        ])
         self._setup((9.0, 2.9), dpi, box, render)
 
     def _simulate(self) -> None:

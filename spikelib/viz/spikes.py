@@ -265,7 +265,7 @@ def plot_encoding(
     if spk.shape[1] != image_t.numel():
         raise ValueError(
             f"spk_seq must hold one spike train per pixel ({image_t.numel()} for image shape "
-            f"{tuple(image_t.shape)}), got {spk.shape[1]} per step (shape {tuple(np.shape(_numpy(spk_seq, 'spk_seq')))})"
+            f"{tuple(image_t.shape)}), got {spk.shape[1]} per step (shape {tuple(np.shape(spk_seq))})"
         )
     if decoded is None:
         decoded_t = torch.as_tensor(spk.mean(0)).reshape(image_t.shape)
@@ -274,7 +274,8 @@ def plot_encoding(
         decoded_t = torch.as_tensor(_numpy(decoded, "decoded"))
         if decoded_t.numel() != image_t.numel():
             raise ValueError(
-                f"decoded must have one value per pixel ({image_t.numel()}), got shape {tuple(decoded_t.shape)}"
+                f"decoded must have one value per pixel ({image_t.numel()}), "
+                f"got shape {tuple(decoded_t.shape)}"
             )
         decoded_t = decoded_t.reshape(image_t.shape)
         decoded_name = "decoded"
