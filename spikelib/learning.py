@@ -12,6 +12,11 @@ gradient through each spike. This module holds the pieces around that:
   a dict of metrics each), and :func:`fit_classifier`, a thin loop over epochs with an
   optional per-epoch callback (to plot live in a notebook).
 
+For the localizer (notebook 05), *learning rules* are objects with one method,
+``rule.train_step(model, images, targets, optimizer) -> dict[str, float]``:
+:class:`BPTT` here (SNN and ANN alike), :class:`~spikelib.decolle.DECOLLE` in
+:mod:`spikelib.decolle` (also importable from here); :func:`make_rule` builds either by name.
+
 An ``encode`` argument turns a batch of images ``[B, ...]`` into the input sequence
 ``[T, B, ...]``, e.g. ``functools.partial(spikelib.encoding.direct_encode, num_steps=10)``.
 A loss that is NaN or infinite raises :class:`NonFiniteLossError`; nothing here calls
@@ -38,6 +43,11 @@ __all__ = [
     "train_classifier_epoch",
     "evaluate_classifier",
     "fit_classifier",
+    "RULES",
+    "BPTT",
+    "DECOLLE",
+    "make_rule",
+    "check_loss_kwargs",
 ]
 
 Encoder = Callable[[Tensor], Tensor]
@@ -279,3 +289,105 @@ def fit_classifier(
         if callback is not None:
             callback(record)
     return history
+
+
+# ---------------------------------------------------------------------------------------
+# Learning rules for the localizer: rule.train_step(model, images, targets, optimizer)
+# ---------------------------------------------------------------------------------------
+
+#: Names accepted by :func:`make_rule`.
+RULES: tuple[str, ...] = ("bptt", "decolle")
+
+
+class BPTT:
+    """End-to-end backpropagation (through time, for a spiking model) of the localization loss.
+
+    One step: forward the whole batch (an SNN unrolls its ``T`` steps in the graph), the
+    loss of :func:`spikelib.losses.localization_loss` on the prediction, backward through
+    every layer and step (surrogate gradients at the spikes), one optimizer step. Works
+    unchanged for the ANN twin. Memory grows with ``T``: the graph of every step is kept
+    until the backward pass.
+
+    Args:
+        **loss_kwargs: passed to :func:`spikelib.losses.localization_loss` (``box_loss``,
+            ``box_weight``, ``class_weight``, ``smooth_l1_beta``).
+    """
+
+    name = "bptt"
+
+    def __init__(self, **loss_kwargs: Any) -> None:
+        from spikelib.losses import localization_loss
+
+        self.loss_kwargs = check_loss_kwargs(loss_kwargs)
+        self._loss = localization_loss
+
+    def train_step(self, model: nn.Module, images: Tensor, targets: dict[str, Tensor],
+                   optimizer: torch.optim.Optimizer) -> dict[str, float]:
+        """One update on one batch.
+
+        Args:
+            model: maps ``images [B, C, H, W]`` to a :class:`spikelib.models.Prediction`.
+            images (Tensor[B, C, H, W]): the batch.
+            targets (dict): ``{"box": Tensor[B, 4], "label": Tensor[B]}``.
+            optimizer: over ``model``'s parameters.
+
+        Returns:
+            dict[str, float]: ``loss``, ``box_loss``, ``class_loss``, ``iou``, ``accuracy``
+            (of this batch, before the update).
+
+        Raises:
+            NonFiniteLossError: NaN or infinite loss (the weights are left unchanged).
+        """
+        model.train()
+        optimizer.zero_grad(set_to_none=True)
+        loss, info = self._loss(model(images), targets, **self.loss_kwargs)
+        _check_finite(loss, "this BPTT step")
+        loss.backward()
+        optimizer.step()
+        return info
+
+    def __repr__(self) -> str:
+        return f"BPTT({', '.join(f'{k}={v!r}' for k, v in self.loss_kwargs.items())})"
+
+
+def check_loss_kwargs(loss_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Return ``loss_kwargs`` if :func:`spikelib.losses.localization_loss` accepts them all.
+
+    Raises:
+        TypeError: an option it does not have (so a typo fails at construction, not at
+            the first step).
+    """
+    import inspect
+
+    from spikelib.losses import localization_loss
+
+    allowed = [name for name in inspect.signature(localization_loss).parameters if name not in ("pred", "target")]
+    unknown = sorted(set(loss_kwargs) - set(allowed))
+    if unknown:
+        raise TypeError(f"unknown loss option(s) {unknown}; localization_loss takes {allowed}")
+    return dict(loss_kwargs)
+
+
+def make_rule(name: str, **kwargs: Any) -> Any:
+    """Build a learning rule by name: ``"bptt"`` -> :class:`BPTT`, ``"decolle"`` ->
+    :class:`spikelib.decolle.DECOLLE`, with ``kwargs`` passed to its constructor.
+
+    Raises:
+        ValueError: unknown name.
+    """
+    if name == "bptt":
+        return BPTT(**kwargs)
+    if name == "decolle":
+        from spikelib.decolle import DECOLLE
+
+        return DECOLLE(**kwargs)
+    raise ValueError(f"unknown learning rule {name!r}; expected one of {list(RULES)}")
+
+
+def __getattr__(name: str) -> Any:
+    # DECOLLE lives in spikelib.decolle, which imports this module; load it on first use.
+    if name == "DECOLLE":
+        from spikelib.decolle import DECOLLE
+
+        return DECOLLE
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,214 @@
+"""Learning rules for the localizer: DECOLLE (spikelib.decolle) and BPTT (spikelib.learning).
+
+The pins: DECOLLE's readouts are fixed and random; its gradients stay inside each layer
+(between layers and through time); both rules, and BPTT on the ANN twin, improve IoU in
+a short run; NaN losses and misuse raise.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torchvision.ops import box_iou
+
+from spikelib.decolle import DECOLLE, RandomReadout
+from spikelib.learning import BPTT, NonFiniteLossError, make_rule
+from spikelib.losses import localization_loss
+from spikelib.models import build_ann_twin, build_localizer, preset
+from spikelib.neurons import LIFState
+
+
+def _rectangles(num: int, size: int = 32, seed: int = 0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Bright rectangles on a dark noisy background; label 1 if wider than tall."""
+    generator = torch.Generator().manual_seed(seed)
+    images = 0.1 * torch.rand(num, 1, size, size, generator=generator)
+    boxes = torch.empty(num, 4)
+    for i in range(num):
+        w, h = (int(v) for v in torch.randint(6, size // 2 + 4, (2,), generator=generator))
+        x0 = int(torch.randint(0, size - w + 1, (1,), generator=generator))
+        y0 = int(torch.randint(0, size - h + 1, (1,), generator=generator))
+        images[i, 0, y0:y0 + h, x0:x0 + w] = 0.9
+        boxes[i] = torch.tensor([x0, y0, x0 + w, y0 + h]) / size
+    labels = ((boxes[:, 2] - boxes[:, 0]) > (boxes[:, 3] - boxes[:, 1])).long()
+    return images, {"box": boxes, "label": labels}
+
+
+def _config(**overrides):
+    return preset("tiny", num_classes=2, num_steps=4, **overrides)
+
+
+def _mean_iou(model, images, targets) -> float:
+    with torch.no_grad():
+        return float(box_iou(model(images).boxes, targets["box"]).diagonal().mean())
+
+
+def test_readout_weights_are_fixed_uniform_and_seeded():
+    readout = RandomReadout((8, 32, 32), num_classes=6, scale=2.0, pool=16,
+                            generator=torch.Generator().manual_seed(0))
+    fan_in = 8 * 16 * 16
+    assert readout.weight.shape == (10, fan_in)
+    assert list(readout.parameters()) == []  # a buffer: no optimizer can change it
+    bound = 2.0 / math.sqrt(fan_in)
+    assert float(readout.weight.abs().max()) <= bound
+    assert float(readout.weight.abs().max()) > 0.95 * bound  # it fills the interval
+    assert abs(float(readout.weight.mean())) < 0.05 * bound
+    again = RandomReadout((8, 32, 32), 6, scale=2.0, pool=16, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(readout.weight, again.weight)
+
+
+def test_readouts_do_not_change_during_training():
+    torch.manual_seed(0)
+    model, (images, targets) = build_localizer(_config()), _rectangles(8)
+    rule = DECOLLE()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    before = {name: readout.weight.clone() for name, readout in rule.readouts_for(model).items()}
+    weight_before = model.encoder[0].conv.weight.detach().clone()
+    rule.train_step(model, images, targets, optimizer)
+    for name, readout in rule.readouts.items():
+        assert torch.equal(readout.weight, before[name]), name
+    assert not torch.equal(model.encoder[0].conv.weight, weight_before)  # the layers did learn
+
+
+def test_a_later_layer_loss_gives_no_gradient_to_earlier_layers():
+    torch.manual_seed(0)
+    model, (images, targets) = build_localizer(_config(init_gain=2.0)), _rectangles(4)
+    rule = DECOLLE()
+    readouts = rule.readouts_for(model)
+    x = model.encode(images)[0]
+    spks, _ = model.step(x, None, detach_inputs=True)
+    names = model.config.layer_names()
+    loss, _ = localization_loss(readouts["dec3"](spks[names.index("dec3")]), targets)
+    loss.backward()
+    assert model.decoder[-1].conv.weight.grad.abs().sum() > 0  # its own layer learns
+    for layer in [*model.encoder, *model.decoder[:-1]]:
+        assert layer.conv.weight.grad is None  # no path at all from dec3's loss
+    assert model.head.mlp[0].weight.grad is None
+
+
+def test_without_detaching_the_same_loss_reaches_the_first_layer():
+    """The control for the test above: the isolation comes from detaching, not from dead layers."""
+    torch.manual_seed(0)
+    model, (images, targets) = build_localizer(_config(init_gain=2.0)), _rectangles(4)
+    readouts = DECOLLE().readouts_for(model)
+    spks, _ = model.step(model.encode(images)[0], None, detach_inputs=False)
+    loss, _ = localization_loss(readouts["dec3"](spks[-1]), targets)
+    loss.backward()
+    assert model.encoder[0].conv.weight.grad.abs().sum() > 0
+
+
+def test_decolle_detaches_the_state_between_steps(monkeypatch):
+    torch.manual_seed(0)
+    model, (images, targets) = build_localizer(_config()), _rectangles(4)
+    seen: list = []
+    original = model.step
+
+    def spy(x, states=None, detach_inputs=False):
+        seen.append((states, detach_inputs))
+        return original(x, states, detach_inputs)
+
+    monkeypatch.setattr(model, "step", spy)
+    DECOLLE().train_step(model, images, targets, torch.optim.SGD(model.parameters(), lr=0.0))
+    assert len(seen) == model.config.num_steps
+    assert seen[0][0] is None and all(detach for _, detach in seen)
+    for states, _ in seen[1:]:
+        assert all(isinstance(s, LIFState) and not s.mem.requires_grad for s in states)
+
+
+def test_decolle_step_gradient_equals_the_local_gradient_of_each_layer():
+    """Summing the local losses and backpropagating once = each layer's own loss alone."""
+    torch.manual_seed(0)
+    model, (images, targets) = build_localizer(_config(init_gain=2.0)), _rectangles(4)
+    readouts = DECOLLE().readouts_for(model)
+    x = model.encode(images)[0]
+    names = model.config.layer_names()
+    layers = [*model.encoder, *model.decoder]
+    spks, _ = model.step(x, None, detach_inputs=True)
+    sum(localization_loss(readouts[n](s), targets)[0] for n, s in zip(names, spks)).backward()
+    together = [layer.conv.weight.grad.clone() for layer in layers]
+    for index, name in enumerate(names):
+        model.zero_grad(set_to_none=True)
+        spks, _ = model.step(x, None, detach_inputs=True)
+        localization_loss(readouts[name](spks[index]), targets)[0].backward()
+        torch.testing.assert_close(layers[index].conv.weight.grad, together[index])
+
+
+def test_decolle_reports_head_and_local_losses():
+    torch.manual_seed(0)
+    model, (images, targets) = build_localizer(_config()), _rectangles(8)
+    info = DECOLLE(burn_in=1).train_step(model, images, targets, torch.optim.Adam(model.parameters(), 1e-3))
+    for key in ("loss", "box_loss", "class_loss", "iou", "accuracy", "local_loss", "local_loss_enc1",
+                "local_loss_dec3"):
+        assert key in info and math.isfinite(info[key]), key
+    local = sum(info[f"local_loss_{name}"] for name in model.config.layer_names())
+    assert info["local_loss"] == pytest.approx(local)
+
+
+@pytest.mark.parametrize("rule_name", ["bptt", "decolle"])
+def test_a_short_spiking_run_improves_iou(rule_name):
+    torch.manual_seed(0)
+    model = build_localizer(_config())
+    images, targets = _rectangles(32)
+    rule = make_rule(rule_name, box_loss="smooth_l1+giou")
+    optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
+    before = _mean_iou(model, images, targets)
+    for _ in range(25):
+        rule.train_step(model, images, targets, optimizer)
+    after = _mean_iou(model, images, targets)
+    assert after > before + 0.15, (before, after)
+
+
+def test_bptt_trains_the_ann_twin():
+    torch.manual_seed(0)
+    model = build_ann_twin(_config())
+    images, targets = _rectangles(32)
+    optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
+    before = _mean_iou(model, images, targets)
+    for _ in range(25):
+        info = BPTT().train_step(model, images, targets, optimizer)
+    assert _mean_iou(model, images, targets) > before + 0.15
+    assert set(info) == {"loss", "box_loss", "class_loss", "iou", "accuracy"}
+
+
+def test_layer_predictions_cover_every_layer_and_the_head():
+    torch.manual_seed(0)
+    model, (images, targets) = build_localizer(_config()), _rectangles(4)
+    predictions = DECOLLE().layer_predictions(model, images)
+    assert list(predictions) == [*model.config.layer_names(), "head"]
+    assert all(p.boxes.shape == (4, 4) and p.logits.shape == (4, 2) for p in predictions.values())
+    torch.testing.assert_close(predictions["head"].boxes, model(images).boxes)
+
+
+@pytest.mark.parametrize("rule", [BPTT(), DECOLLE()], ids=["bptt", "decolle"])
+def test_nan_loss_raises_and_leaves_the_weights(rule):
+    torch.manual_seed(0)
+    model, (images, targets) = build_localizer(_config()), _rectangles(4)
+    targets["box"][0, 0] = float("nan")  # (a NaN pixel would not do: NaN > threshold is no spike)
+    weight = model.encoder[0].conv.weight.detach().clone()
+    with pytest.raises(FloatingPointError, match="diverged"):
+        rule.train_step(model, images, targets, torch.optim.SGD(model.parameters(), lr=0.1))
+    assert torch.equal(model.encoder[0].conv.weight, weight)
+    assert issubclass(NonFiniteLossError, FloatingPointError)
+
+
+def test_misuse_raises_clear_errors():
+    model, (images, targets) = build_localizer(_config()), _rectangles(2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(TypeError, match="BPTT"):
+        DECOLLE().train_step(build_ann_twin(_config()), images, targets, optimizer)
+    with pytest.raises(ValueError, match="burn_in"):
+        DECOLLE(burn_in=4).train_step(model, images, targets, optimizer)
+    with pytest.raises(ValueError, match="readout_scale"):
+        DECOLLE(readout_scale=0)
+    with pytest.raises(ValueError, match="unknown learning rule"):
+        make_rule("eprop")
+    with pytest.raises(TypeError, match="box_los"):
+        make_rule("bptt", box_los="giou")
+
+
+def test_decolle_is_importable_from_learning():
+    from spikelib import learning
+
+    assert learning.DECOLLE is DECOLLE
+    assert isinstance(make_rule("decolle", readout_scale=2.0), DECOLLE)

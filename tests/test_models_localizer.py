@@ -1,0 +1,227 @@
+"""spikelib.models localizer: config, shapes, box decoding, step = sequence, ANN twin, bad input."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from spikelib.models import (
+    PRESETS,
+    AnnLocalizer,
+    LocalizerConfig,
+    Prediction,
+    SpikingLocalizer,
+    build_ann_twin,
+    build_localizer,
+    decode_boxes,
+    preset,
+)
+from spikelib.neurons import lif_seq
+
+BATCH = 3
+
+
+def _images(config: LocalizerConfig, seed: int = 0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.rand(BATCH, config.in_channels, config.image_size, config.image_size, generator=generator)
+
+
+def _tiny(**overrides) -> LocalizerConfig:
+    return preset("tiny", **overrides)
+
+
+def test_default_config_is_the_barchid_2021_topology():
+    shapes = LocalizerConfig().feature_shapes()
+    assert shapes == {"enc1": (32, 64, 64), "enc2": (64, 32, 32), "enc3": (128, 16, 16),
+                      "dec1": (64, 16, 16), "dec2": (32, 32, 32), "dec3": (16, 64, 64)}
+    model = build_localizer()
+    kernels = [block.conv.kernel_size for block in [*model.encoder, *model.decoder]]
+    assert kernels == [(5, 5), (3, 3), (3, 3), (3, 3), (3, 3), (3, 3)]
+    assert model.config.beta == 0.5 and model.config.surrogate == "fast_sigmoid"
+    assert model.config.surrogate_slope == 25.0
+
+
+def test_record_gives_every_layer_as_t_b_c_h_w_matching_the_config():
+    config = _tiny(num_steps=5)
+    record = build_localizer(config).record(_images(config))
+    assert list(record.outputs) == list(config.layer_names())
+    for name, (channels, height, width) in config.feature_shapes().items():
+        assert record.outputs[name].shape == (5, BATCH, channels, height, width), name
+        assert set(record.outputs[name].unique().tolist()) <= {0.0, 1.0}
+
+
+def test_forward_returns_logits_and_ordered_boxes_in_the_unit_square():
+    config = _tiny()
+    pred = build_localizer(config)(_images(config))
+    assert isinstance(pred, Prediction)
+    assert pred.logits.shape == (BATCH, config.num_classes) and pred.boxes.shape == (BATCH, 4)
+    assert bool((pred.boxes >= 0).all() and (pred.boxes <= 1).all())
+    assert bool((pred.boxes[:, 2:] >= pred.boxes[:, :2]).all())
+
+
+def test_every_layer_fires_at_initialisation():
+    """init_gain keeps deep layers out of silence (a silent layer passes no gradient)."""
+    config = LocalizerConfig(num_steps=4)
+    torch.manual_seed(0)
+    images = 0.3 + 0.4 * torch.rand(4, 1, 64, 64)  # mid-grey with texture, like the data
+    with torch.no_grad():
+        record = build_localizer(config).record(images)
+    rates = {name: float(spk.mean()) for name, spk in record.outputs.items()}
+    assert all(0.02 < rate < 0.6 for rate in rates.values()), rates
+
+
+@pytest.mark.parametrize("box_param", ["cxcywh", "xyxy"])
+def test_decoded_boxes_are_ordered_for_any_raw_output(box_param):
+    raw = 5 * torch.randn(200, 4, generator=torch.Generator().manual_seed(1))
+    boxes = decode_boxes(raw, box_param)
+    assert bool((boxes[:, 2:] >= boxes[:, :2]).all()) and bool(((boxes >= 0) & (boxes <= 1)).all())
+
+
+def test_decoding_is_hand_worked():
+    zero = torch.zeros(1, 4)
+    torch.testing.assert_close(decode_boxes(zero, "cxcywh"), torch.tensor([[0.25, 0.25, 0.75, 0.75]]))
+    torch.testing.assert_close(decode_boxes(zero, "xyxy"), torch.full((1, 4), 0.5))
+    logit = torch.logit(torch.tensor([[0.8, 0.1, 0.2, 0.4]]))
+    torch.testing.assert_close(decode_boxes(logit, "xyxy"), torch.tensor([[0.2, 0.1, 0.8, 0.4]]))
+
+
+def test_step_by_step_gives_the_same_spikes_as_the_whole_sequence():
+    config = _tiny(num_steps=6)
+    model, images = build_localizer(config), _images(config)
+    with torch.no_grad():
+        whole = model.record(images).outputs
+        states = None
+        steps = {name: [] for name in config.layer_names()}
+        for x in model.encode(images).unbind(0):
+            spks, states = model.step(x, states)
+            for name, spk in zip(config.layer_names(), spks):
+                steps[name].append(spk)
+    for name in config.layer_names():
+        torch.testing.assert_close(torch.stack(steps[name]), whole[name], rtol=0, atol=0)
+
+
+def test_first_layer_is_a_conv_then_the_reference_lif():
+    config = _tiny(num_steps=4)
+    model, images = build_localizer(config), _images(config)
+    x_seq = model.encode(images)
+    cur_seq = torch.stack([model.encoder[0].conv(x) for x in x_seq])
+    expected, _ = lif_seq(cur_seq, model.encoder[0].lif.params, model.encoder[0].lif.spike_fn)
+    torch.testing.assert_close(model.record(images).outputs["enc1"], expected)
+
+
+def test_readout_last_uses_only_the_last_step():
+    config = _tiny(readout="last")
+    model, images = build_localizer(config), _images(config)
+    record = model.record(images)
+    expected = model.head(record.outputs["dec3"][-1])
+    torch.testing.assert_close(record.prediction.boxes, expected.boxes)
+    mean_model = build_localizer(config.replace(readout="mean"))
+    mean_model.load_state_dict(model.state_dict())
+    expected_mean = mean_model.head(record.outputs["dec3"].mean(0))
+    torch.testing.assert_close(mean_model(images).logits, expected_mean.logits)
+
+
+def test_skips_add_encoder_spikes_to_the_decoder():
+    config = _tiny()
+    model, images = build_localizer(config), _images(config)
+    with_skip, without = model.record(images).outputs, model.record(images, skip=False).outputs
+    for name in ("enc1", "enc2", "enc3", "dec1"):  # before the first skip nothing changes
+        torch.testing.assert_close(with_skip[name], without[name])
+    assert not torch.equal(with_skip["dec3"], without["dec3"])
+
+
+def test_bptt_gradient_reaches_every_weight():
+    config = _tiny(init_gain=2.0)
+    model, images = build_localizer(config), _images(config)
+    pred = model(images)
+    (pred.boxes.sum() + pred.logits.square().sum()).backward()
+    for name, parameter in model.named_parameters():
+        if name.endswith("weight"):
+            assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
+
+
+def test_ann_twin_has_the_same_layers_and_no_time():
+    config = _tiny()
+    snn, ann = build_localizer(config), build_ann_twin(config)
+    assert isinstance(snn, SpikingLocalizer) and isinstance(ann, AnnLocalizer)
+    assert [p.shape for p in snn.parameters()] == [p.shape for p in ann.parameters()]
+    assert [n for n, _ in snn.named_parameters()] == [n for n, _ in ann.named_parameters()]
+    record = ann.record(_images(config))
+    for name, (channels, height, width) in config.feature_shapes().items():
+        assert record.outputs[name].shape == (BATCH, channels, height, width)
+    assert bool((record.outputs["enc1"] >= 0).all())  # ReLU
+    assert ann(_images(config)).boxes.shape == (BATCH, 4)
+
+
+def test_a_twin_with_copied_weights_and_its_snn_load_each_others_state():
+    config = _tiny()
+    snn, ann = build_localizer(config), build_ann_twin(config)
+    ann.load_state_dict(snn.state_dict())
+    torch.testing.assert_close(ann.encoder[0].conv.weight, snn.encoder[0].conv.weight)
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_presets_build_and_run(name):
+    config = preset(name, num_steps=2)
+    pred = build_localizer(config)(_images(config)[:1])
+    assert pred.boxes.shape == (1, 4)
+
+
+def test_pyramid_preset_doubles_then_halves_channels():
+    config = PRESETS["pyramid"]
+    enc, dec = config.encoder_channels, config.decoder_channels
+    assert all(b == 2 * a for a, b in zip(enc, enc[1:]))
+    assert all(a == 2 * b for a, b in zip(dec, dec[1:]))
+
+
+def test_rgb_and_other_codings_run():
+    for coding in ("rate", "latency"):
+        config = _tiny(in_channels=3, coding=coding, num_steps=4)
+        model = build_localizer(config)
+        x_seq = model.encode(_images(config))
+        assert x_seq.shape == (4, BATCH, 3, 32, 32) and set(x_seq.unique().tolist()) <= {0.0, 1.0}
+        assert model(_images(config)).boxes.shape == (BATCH, 4)
+
+
+def test_config_round_trips_and_rejects_unknown_keys():
+    config = _tiny(num_steps=7)
+    assert LocalizerConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ValueError, match="num_step"):
+        LocalizerConfig.from_dict({"num_step": 4})
+
+
+@pytest.mark.parametrize("changes,parameter", [
+    ({"num_steps": 0}, "num_steps"),
+    ({"image_size": 60}, "image_size"),  # 60 is not divisible by 2**2
+    ({"decoder_channels": (32, 32, 16)}, "decoder_channels"),  # skip would add 64 + 32 channels
+    ({"encoder_kernels": (4, 3, 3)}, "encoder_kernels"),
+    ({"encoder_kernels": (5, 3)}, "encoder_kernels"),
+    ({"beta": 1.5}, "beta"),
+    ({"coding": "poisson"}, "coding"),
+    ({"readout": "max"}, "readout"),
+    ({"box_param": "xywh"}, "box_param"),
+    ({"surrogate": "sigmoidal"}, "sigmoidal"),
+    ({"head_pool": 7}, "head_pool"),
+])
+def test_configurations_that_do_not_fit_raise_naming_the_parameter(changes, parameter):
+    with pytest.raises(ValueError, match=parameter):
+        LocalizerConfig(**changes)
+
+
+def test_skip_false_lifts_the_channel_constraint():
+    config = LocalizerConfig(decoder_channels=(32, 32, 16), skip=False, num_steps=1)
+    assert build_localizer(config).config.skip is False
+
+
+def test_wrong_input_raises_naming_the_parameter():
+    config = _tiny()
+    snn, ann = build_localizer(config), build_ann_twin(config)
+    for model in (snn, ann):
+        with pytest.raises(ValueError, match="in_channels=1"):
+            model(torch.rand(2, 3, 32, 32))
+        with pytest.raises(ValueError, match="image_size=32"):
+            model(torch.rand(2, 1, 64, 64))
+        with pytest.raises(ValueError, match=r"\[B, C, H, W\]"):
+            model(torch.rand(1, 32, 32))
+    with pytest.raises(TypeError, match="LocalizerConfig"):
+        SpikingLocalizer({"num_steps": 4})
