@@ -2,6 +2,9 @@
 
 Commands:
     data synth    write the generated VOC-format dataset (see ``spikelib.data.synth``)
+    train         the main job: train the SNN and its ANN twin from a config, evaluate, report
+                  (see ``spikelib.job``; run under ``torchrun`` for several processes)
+    eval          evaluate a checkpoint on the test (or validation) split
 
 Each command is one ``cmd_*`` function taking the parsed arguments and returning an exit
 status; :func:`main` parses, dispatches, and turns the errors a user can cause (a bad
@@ -14,12 +17,16 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
 from typing import Sequence
 
-USER_ERRORS = (ValueError, OSError, RuntimeError)  # FileNotFoundError and VOCDataError included
+# FileNotFoundError, VOCDataError, ConfigError, CheckpointError and TrainingDiverged included
+USER_ERRORS = (ValueError, OSError, RuntimeError, FloatingPointError)
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+DEFAULT_CONFIG = "synthetic-cpu"
 
 
 def _parse_setting(text: str) -> tuple[str, object]:
@@ -57,8 +64,52 @@ def cmd_data_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _config_path(text: str) -> Path:
+    """A config file path, or the name of one in ``configs/`` (``voc-gpu`` -> ``configs/voc-gpu.toml``)."""
+    path = Path(text)
+    if not path.exists() and path.suffix != ".toml" and len(path.parts) == 1:
+        return CONFIG_DIR / f"{text}.toml"
+    return path
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train the models of a run config, evaluate them on the test split, write runs/<name>/report.md."""
+    from spikelib.config import load_config
+    from spikelib.job import run_job
+
+    cfg = load_config(_config_path(args.config), dict(args.set or []))
+    start = time.perf_counter()
+    run_job(cfg, args.runs_dir, resume=args.resume, fresh=args.fresh, progress=not args.quiet)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"total time {time.perf_counter() - start:.0f} s")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Evaluate a checkpoint; print the metrics (and write them as JSON with --json)."""
+    from spikelib.config import load_config
+    from spikelib.job import evaluate_checkpoint
+    from spikelib.report import LABELS
+
+    cfg = load_config(_config_path(args.config), dict(args.set or [])) if args.config else None
+    if cfg is None and args.set:
+        raise ValueError("--set needs --config (the checkpoint's own config is used as stored)")
+    result = evaluate_checkpoint(args.checkpoint, cfg, args.split, args.batch_size, progress=not args.quiet)
+    print(f"{LABELS.get(result['kind'], result['kind'])} after {result['epoch']} epochs, {args.split} split "
+          f"({result['num_images']} images):")
+    print(f"  mIoU {100 * result['miou']:.1f}  CorLoc {100 * result['corloc']:.1f}  mAP@0.5 {100 * result['map50']:.1f}"
+          f"  class acc. {100 * result['accuracy']:.1f}")
+    print("  mIoU by size: " + ", ".join(f"{name} {100 * result[f'miou_{name}']:.1f} ({result[f'count_{name}']})"
+                                        for name in ("small", "medium", "large")))
+    print("  AP: " + ", ".join(f"{name} {100 * ap:.1f}" for name, ap in result["ap"].items()))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2, default=str) + "\n", encoding="utf-8")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser; later commands (train, eval) add their own sub-parsers here."""
+    """The argument parser: ``data synth``, ``train`` and ``eval``."""
     from spikelib.data.synth import SynthConfig, default_data_root
 
     parser = argparse.ArgumentParser(prog="spikelib", description=__doc__.splitlines()[0])
@@ -84,6 +135,36 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--overwrite", action="store_true", help="replace an existing dataset of that name")
     synth.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     synth.set_defaults(func=cmd_data_synth)
+
+    train = commands.add_parser(
+        "train", help="train the SNN and its ANN twin from a run config, evaluate, write a report",
+        description="Train the models of a run config (configs/*.toml), evaluate them on the test split and "
+                    "write runs/<name>/report.md. Under torchrun, trains on every process.")
+    train.add_argument("--config", default=DEFAULT_CONFIG,
+                       help="a TOML file, or the name of one in configs/ (default: %(default)s)")
+    train.add_argument("--set", action="append", type=_parse_setting, metavar="KEY=VALUE",
+                       help="override a config value, repeatable, e.g. --set train.epochs=2")
+    again = train.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true",
+                       help="continue from the run's checkpoints (finished models are only evaluated)")
+    again.add_argument("--fresh", action="store_true", help="delete the run's checkpoints and start over")
+    train.add_argument("--runs-dir", type=Path, default=None,
+                       help="parent folder of the run folders (default: <repository>/runs)")
+    train.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    train.set_defaults(func=cmd_train)
+
+    evaluate = commands.add_parser("eval", help="evaluate a checkpoint",
+                                   description="Evaluate a checkpoint on the test (or validation) split.")
+    evaluate.add_argument("--checkpoint", type=Path, required=True, help="a checkpoint.pt from a run folder")
+    evaluate.add_argument("--config", default=None,
+                          help="take the data from this config (its model must match); default: the checkpoint's")
+    evaluate.add_argument("--set", action="append", type=_parse_setting, metavar="KEY=VALUE",
+                          help="override a value of --config, repeatable")
+    evaluate.add_argument("--split", choices=("test", "val"), default="test", help="default: %(default)s")
+    evaluate.add_argument("--batch-size", type=int, default=None, help="default: the config's eval_batch_size")
+    evaluate.add_argument("--json", type=Path, default=None, help="also write the metrics to this JSON file")
+    evaluate.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    evaluate.set_defaults(func=cmd_eval)
     return parser
 
 

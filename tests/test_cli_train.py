@@ -1,0 +1,267 @@
+"""The main job from the command line: configs, one-line errors, the report, kill -9 and --resume."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from spikelib.__main__ import main
+from spikelib.config import ConfigError, RunConfig, load_config
+from spikelib.data.synth import SynthConfig, write_synthetic_voc
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = SynthConfig(name="CLIDATA", num_train=48, num_val=12, num_test=16, image_size=64, seed=1)
+
+TINY = """
+name = "{name}"
+seed = 0
+models = {models}
+
+[data]
+root = "{root}"
+generate = false
+train = ["CLIDATA:train"]
+val = ["CLIDATA:val"]
+test = ["CLIDATA:test"]
+image_size = 32
+
+[model]
+image_size = 32
+encoder_channels = [4, 8, 8]
+decoder_channels = [8, 4, 4]
+head_pool = 8
+num_steps = {num_steps}
+
+[train]
+epochs = {epochs}
+batch_size = {batch_size}
+lr = 0.005
+eval_batch_size = 16
+device = "cpu"
+num_threads = 1
+"""
+
+
+@pytest.fixture(autouse=True)
+def restore_threads():
+    """``train.num_threads`` sets torch's thread count in this process; put it back afterwards."""
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("clidata")
+    write_synthetic_voc(root, DATA, progress=False)
+    return root
+
+
+def write_config(folder: Path, root: Path, name: str = "tiny", models=("snn",), num_steps: int = 2,
+                 epochs: int = 3, batch_size: int = 4, extra: str = "") -> Path:
+    path = folder / f"{name}.toml"
+    path.write_text(TINY.format(name=name, models=json.dumps(list(models)), root=root, num_steps=num_steps,
+                                epochs=epochs, batch_size=batch_size) + extra)
+    return path
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, "-m", "spikelib", *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def history_of(run_dir: Path) -> list[dict]:
+    """Metrics per epoch without wall-clock fields (NaN as None), from the checkpoint."""
+    checkpoint = torch.load(run_dir / "snn" / "checkpoint.pt", weights_only=True)
+    def plain(v):
+        return None if isinstance(v, float) and math.isnan(v) else v
+    return [{k: plain(v) for k, v in r.items() if "seconds" not in k} for r in checkpoint["history"]]
+
+
+# ----------------------------------------------------------------------------- configs
+
+@pytest.mark.parametrize("name", ["synthetic-cpu", "voc-gpu"])
+def test_the_shipped_configs_load(name):
+    cfg = load_config(REPO / "configs" / f"{name}.toml")
+    assert cfg.name == name and cfg.models == ("snn", "ann")
+    assert cfg.model.num_steps <= 8
+
+
+def test_voc_gpu_trains_on_07_and_12_trainval_and_tests_on_07_test():
+    cfg = load_config(REPO / "configs" / "voc-gpu.toml")
+    assert cfg.data.train == ("2007:trainval", "2012:trainval") and cfg.data.test == ("2007:test",)
+    assert cfg.model.num_classes == 20 and cfg.train.amp == "bf16" and cfg.data.image_size >= 128
+
+
+@pytest.mark.parametrize("table, key", [("", "sed"), ("[train]", "lrr"), ("[model]", "num_step"),
+                                        ("[data]", "imagesize"), ("[ann]", "epoch")])
+def test_an_unknown_key_is_named_with_the_allowed_ones(tmp_path, data_root, table, key):
+    path = write_config(tmp_path, data_root)
+    text = path.read_text()
+    text = f"{key} = 1\n" + text if not table else text.replace(f"{table}\n", f"{table}\n{key} = 1\n") if (
+        table in text) else text + f"\n{table}\n{key} = 1\n"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    message = str(caught.value)
+    assert f"unknown key '{key}'" in message and "allowed:" in message and str(path) in message
+
+
+def test_overrides_use_dotted_keys_and_are_validated(tmp_path, data_root):
+    path = write_config(tmp_path, data_root)
+    cfg = load_config(path, {"train.epochs": 7, "model.num_steps": 5, "ann.lr": 0.1})
+    assert (cfg.train.epochs, cfg.model.num_steps) == (7, 5)
+    assert cfg.train_config("ann").lr == 0.1 and cfg.train_config("snn").lr == 0.005
+    with pytest.raises(ConfigError, match="epochs must be an int >= 1, got 0"):
+        load_config(path, {"train.epochs": 0})
+    with pytest.raises(ConfigError, match="model.in_channels = 1 but data.grayscale = false"):
+        load_config(path, {"data.grayscale": False})
+
+
+def test_run_config_round_trips_through_a_plain_dict(tmp_path, data_root):
+    cfg = load_config(write_config(tmp_path, data_root), {"ann.lr": 0.02})
+    assert RunConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+
+
+# ----------------------------------------------------------------------------- one-line errors
+
+def test_unknown_config_key_is_a_one_line_error(tmp_path, data_root, capsys):
+    path = write_config(tmp_path, data_root, extra="\n[train.loss]\nbox_los = 'giou'\n")
+    assert main(["train", "--config", str(path), "--runs-dir", str(tmp_path / "runs")]) == 1
+    assert "unknown loss option(s) ['box_los']" in one_line_error(capsys)
+    assert main(["train", "--config", str(tmp_path / "nope.toml")]) == 1
+    assert "no config file" in one_line_error(capsys)
+
+
+def test_missing_dataset_root_is_a_one_line_error(tmp_path, data_root, capsys):
+    path = write_config(tmp_path, tmp_path / "nowhere")
+    assert main(["train", "--config", str(path), "--runs-dir", str(tmp_path / "runs"), "-q"]) == 1
+    assert "no VOC dataset folder at" in one_line_error(capsys)
+
+
+def test_voc_root_without_the_requested_year_or_split_is_a_one_line_error(tmp_path, voc_sample, capsys):
+    base = ["--set", f"data.root={voc_sample}", "--set", "data.generate=false", "--set", "model.num_classes=20",
+            "--runs-dir", str(tmp_path / "runs"), "-q"]
+    assert main(["train", "--config", "synthetic-cpu", "--set", 'data.train=["2007:trainval"]',
+                 "--set", 'data.val=["2007:trainval"]', "--set", 'data.test=["2007:test"]', *base]) == 1
+    err = one_line_error(capsys)
+    assert "VOC2007/ImageSets/Main/test.txt" in err and "splits there: ['trainval']" in err
+    assert main(["train", "--config", "synthetic-cpu", "--set", 'data.train=["2010:trainval"]', *base]) == 1
+    assert "no VOC dataset folder at" in one_line_error(capsys)
+
+
+# ----------------------------------------------------------------------------- a whole run
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, data_root) -> Path:
+    """A finished tiny run, SNN only, 3 epochs, trained in a subprocess as a user would."""
+    folder = tmp_path_factory.mktemp("finished")
+    path = write_config(folder, data_root, name="tiny")
+    done = run_cli("train", "--config", str(path), "--runs-dir", str(folder / "runs"), "-q")
+    assert done.returncode == 0, done.stderr[-3000:]
+    return folder
+
+
+def test_train_writes_report_figures_and_prints_the_table(tmp_path, data_root, capsys):
+    path = write_config(tmp_path, data_root, name="both", models=("snn", "ann"), epochs=1)
+    assert main(["train", "--config", str(path), "--runs-dir", str(tmp_path / "runs"), "-q"]) == 0
+    out = capsys.readouterr().out
+    run = tmp_path / "runs" / "both"
+    results = json.loads((run / "results.json").read_text())
+    assert set(results) == {"snn", "ann"} and results["snn"]["test"]["num_images"] == DATA.num_test
+    row = next(line for line in out.splitlines() if line.startswith("| SNN |"))
+    assert f"| {100 * results['snn']['test']['miou']:.1f} |" in row
+    report = (run / "report.md").read_text()
+    assert "| ANN twin |" in report and "![learning curves](curves.png)" in report and "| **mAP** |" in report
+    assert (run / "curves.png").stat().st_size > 10_000 and (run / "gallery.png").stat().st_size > 10_000
+    assert len((run / "ann" / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+def test_a_second_train_without_resume_or_fresh_is_refused(finished_run, capsys):
+    args = ["train", "--config", str(finished_run / "tiny.toml"), "--runs-dir", str(finished_run / "runs"), "-q"]
+    assert main(args) == 1
+    err = one_line_error(capsys)
+    assert "already holds snn/checkpoint.pt" in err and "--resume" in err and "--fresh" in err
+
+
+def test_resume_of_a_finished_run_only_evaluates(finished_run, capsys):
+    before = history_of(finished_run / "runs" / "tiny")
+    args = ["train", "--config", str(finished_run / "tiny.toml"), "--runs-dir", str(finished_run / "runs"), "-q"]
+    assert main([*args, "--resume"]) == 0
+    assert history_of(finished_run / "runs" / "tiny") == before
+    assert "| SNN |" in capsys.readouterr().out
+
+
+def test_eval_reproduces_the_test_metrics_of_the_report(finished_run, tmp_path, capsys):
+    run = finished_run / "runs" / "tiny"
+    out_json = tmp_path / "eval.json"
+    assert main(["eval", "--checkpoint", str(run / "snn" / "checkpoint.pt"), "--json", str(out_json), "-q"]) == 0
+    assert "SNN after 3 epochs, test split (16 images)" in capsys.readouterr().out
+    measured, reported = json.loads(out_json.read_text()), json.loads((run / "results.json").read_text())["snn"]["test"]
+    for key in ("miou", "corloc", "map50", "accuracy"):
+        assert measured[key] == pytest.approx(reported[key], abs=1e-6), key
+
+
+def test_a_checkpoint_of_another_model_configuration_is_a_one_line_error(finished_run, capsys):
+    checkpoint = finished_run / "runs" / "tiny" / "snn" / "checkpoint.pt"
+    config = finished_run / "tiny.toml"
+    assert main(["eval", "--checkpoint", str(checkpoint), "--config", str(config), "--set", "model.num_steps=4"]) == 1
+    err = one_line_error(capsys)
+    assert "was trained with a different model configuration: model.num_steps = 2 in the checkpoint, 4 here" in err
+    runs = ["--runs-dir", str(finished_run / "runs"), "-q"]
+    assert main(["train", "--config", str(config), "--set", "model.beta=0.9", "--resume", *runs]) == 1
+    assert "model.beta = 0.5 in the checkpoint, 0.9 here" in one_line_error(capsys)
+
+
+def test_kill_9_mid_epoch_then_resume_reaches_the_same_metrics(finished_run, tmp_path):
+    """A real SIGKILL while epoch 2 of 3 trains; ``--resume`` ends where an uninterrupted run ends."""
+    reference = history_of(finished_run / "runs" / "tiny")
+    config = finished_run / "tiny.toml"
+    runs = tmp_path / "runs"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "spikelib", "train", "--config", str(config), "--runs-dir",
+                             str(runs)], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    progress: list[bytes] = []  # what the process writes to stderr: its progress bars
+    reader = threading.Thread(target=lambda: progress.extend(iter(lambda: proc.stderr.read1(256), b"")))
+    reader.start()
+    # the progress bar of epoch 2 shows "snn epoch 2/3:  25%|...| 3/12": kill after its first step
+    mid_epoch = re.compile(r"snn epoch 2/3:.*?\| *([1-9]\d*)/(\d+)")
+    deadline = time.monotonic() + 240
+    while proc.poll() is None and time.monotonic() < deadline:
+        match = mid_epoch.search(b"".join(progress).decode(errors="replace"))
+        if match and int(match.group(1)) < int(match.group(2)):
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    proc.wait(timeout=60)
+    reader.join(timeout=10)
+    assert proc.returncode == -signal.SIGKILL, b"".join(progress).decode(errors="replace")[-2000:]
+    killed = runs / "tiny" / "snn"
+    assert len((killed / "metrics.jsonl").read_text().splitlines()) == 1  # epoch 2 never finished
+    assert torch.load(killed / "checkpoint.pt", weights_only=True)["epoch"] == 1
+
+    done = run_cli("train", "--config", str(config), "--runs-dir", str(runs), "--resume", "-q")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert history_of(runs / "tiny") == reference
+    assert len((killed / "metrics.jsonl").read_text().splitlines()) == 3
+    resumed, straight = (json.loads((folder / "tiny" / "results.json").read_text())["snn"]["test"]
+                         for folder in (runs, finished_run / "runs"))
+    assert {k: v for k, v in resumed.items() if k != "seconds"} == {k: v for k, v in straight.items() if k != "seconds"}
