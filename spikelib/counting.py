@@ -395,11 +395,10 @@ def energy_estimate(
     e_mac: float = E_MAC_45NM,
     e_ac: float = E_AC_45NM,
 ) -> float | Tensor:
-    r"""Energy of the arithmetic, :math:`E = N_\text{MAC} e_\text{MAC} + N_\text{SynOp} e_\text{AC}`.
+    r"""Energy of the arithmetic: :math:`E = N_\text{MAC} e_\text{MAC} + N_\text{SOP} e_\text{AC}`.
 
-    The usual estimate for comparing an SNN with its ANN twin (e.g. Kundu et al. 2021,
-    Barchid et al. 2021): a MAC costs a multiply and an add, a synaptic operation only an
-    add. Defaults: 32-bit floating point at 45 nm, :math:`e_\text{MAC} = 3.7 + 0.9 =
+    The estimate many SNN papers use to compare a spiking network with its ANN twin: a
+    MAC costs a multiply and an add, a synaptic operation only an add. Defaults: 32-bit floating point at 45 nm, :math:`e_\text{MAC} = 3.7 + 0.9 =
     4.6` pJ and :math:`e_\text{AC} = 0.9` pJ (M. Horowitz, "Computing's energy problem
     (and what we can do about it)", ISSCC 2014). Memory access, which often costs more
     than the arithmetic, and the neurons' own updates are ignored; the figure is a
