@@ -25,7 +25,6 @@ from typing import Sequence
 
 # FileNotFoundError, VOCDataError, ConfigError, CheckpointError and TrainingDiverged included
 USER_ERRORS = (ValueError, OSError, RuntimeError, FloatingPointError)
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 DEFAULT_CONFIG = "synthetic-cpu"
 
 
@@ -64,20 +63,12 @@ def cmd_data_synth(args: argparse.Namespace) -> int:
     return 0
 
 
-def _config_path(text: str) -> Path:
-    """A config file path, or the name of one in ``configs/`` (``voc-gpu`` -> ``configs/voc-gpu.toml``)."""
-    path = Path(text)
-    if not path.exists() and path.suffix != ".toml" and len(path.parts) == 1:
-        return CONFIG_DIR / f"{text}.toml"
-    return path
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     """Train the models of a run config, evaluate them on the test split, write runs/<name>/report.md."""
     from spikelib.config import load_config
     from spikelib.job import run_job
 
-    cfg = load_config(_config_path(args.config), dict(args.set or []))
+    cfg = load_config(args.config, dict(args.set or []))
     start = time.perf_counter()
     run_job(cfg, args.runs_dir, resume=args.resume, fresh=args.fresh, progress=not args.quiet)
     if int(os.environ.get("RANK", "0")) == 0:
@@ -91,7 +82,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from spikelib.job import evaluate_checkpoint
     from spikelib.report import LABELS
 
-    cfg = load_config(_config_path(args.config), dict(args.set or [])) if args.config else None
+    cfg = load_config(args.config, dict(args.set or [])) if args.config else None
     if cfg is None and args.set:
         raise ValueError("--set needs --config (the checkpoint's own config is used as stored)")
     result = evaluate_checkpoint(args.checkpoint, cfg, args.split, args.batch_size, progress=not args.quiet)

@@ -121,9 +121,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     except Exception as err:  # torch raises pickle, runtime and zip errors alike
         raise CheckpointError(f"{path} is not a readable checkpoint ({type(err).__name__}: "
                               f"{str(err).splitlines()[0] if str(err) else ''})") from None
-    if not isinstance(checkpoint, dict) or any(k not in checkpoint for k in REQUIRED_KEYS):
-        raise CheckpointError(f"{path} is not a spikelib training checkpoint (missing keys "
-                              f"{[k for k in REQUIRED_KEYS if not isinstance(checkpoint, dict) or k not in checkpoint]})")
+    missing = [k for k in REQUIRED_KEYS if not isinstance(checkpoint, dict) or k not in checkpoint]
+    if missing:
+        raise CheckpointError(f"{path} is not a spikelib training checkpoint (missing keys {missing})")
     if checkpoint["version"] != CHECKPOINT_VERSION:
         raise CheckpointError(f"{path} has checkpoint format {checkpoint['version']}, this spikelib reads "
                               f"{CHECKPOINT_VERSION}; train it again")

@@ -27,7 +27,7 @@ from typing import Any, Mapping
 
 from spikelib.models import LocalizerConfig
 
-__all__ = ["ConfigError", "DataConfig", "TrainConfig", "RunConfig", "load_config", "parse_split",
+__all__ = ["ConfigError", "DataConfig", "TrainConfig", "RunConfig", "load_config", "find_config", "parse_split",
            "apply_overrides", "MODEL_KINDS", "OPTIMIZERS", "SCHEDULES", "AMP_MODES", "DEVICES"]
 
 MODEL_KINDS = ("snn", "ann")
@@ -244,7 +244,8 @@ class RunConfig:
             raise ConfigError(f"name must be a folder name of letters, digits, '-', '_' or '.', got {self.name!r}")
         _number("seed", self.seed, 0, integer=True)
         object.__setattr__(self, "models", tuple(self.models))
-        if not self.models or any(m not in MODEL_KINDS for m in self.models) or len(set(self.models)) != len(self.models):
+        unique = len(set(self.models)) == len(self.models)
+        if not self.models or any(m not in MODEL_KINDS for m in self.models) or not unique:
             raise ConfigError(f"models must be distinct entries of {list(MODEL_KINDS)}, got {list(self.models)}")
         channels = 1 if self.data.grayscale else 3
         if self.model.in_channels != channels:
@@ -328,11 +329,26 @@ def apply_overrides(values: dict[str, Any], overrides: Mapping[str, Any]) -> dic
     return out
 
 
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+
+def find_config(name: str | Path) -> Path:
+    """A config file: ``name`` itself if it is a path, else ``<repository>/configs/<name>.toml``.
+
+    ``find_config("voc-gpu")`` is ``configs/voc-gpu.toml`` whatever the working directory.
+    """
+    path = Path(name).expanduser()
+    if not path.exists() and path.suffix != ".toml" and len(path.parts) == 1:
+        return CONFIG_DIR / f"{path.name}.toml"
+    return path
+
+
 def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> RunConfig:
     """Read a run configuration from a TOML file, with optional dotted-key overrides.
 
     Args:
-        path: the ``.toml`` file (e.g. ``configs/synthetic-cpu.toml``).
+        path: the ``.toml`` file (e.g. ``configs/synthetic-cpu.toml``), or the name of one
+            in the repository's ``configs/`` (``"synthetic-cpu"``, see :func:`find_config`).
         overrides: ``{"train.epochs": 3, "data.image_size": 32}``, applied before validation.
 
     Returns:
@@ -342,7 +358,7 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
         FileNotFoundError: no such file (the message lists the configs beside it).
         ConfigError: invalid TOML, unknown keys or bad values (the message names them).
     """
-    path = Path(path)
+    path = find_config(path)
     if not path.is_file():
         near = sorted(p.name for p in path.parent.glob("*.toml")) if path.parent.is_dir() else []
         raise FileNotFoundError(f"no config file {path}" + (f"; configs there: {', '.join(near)}" if near else ""))

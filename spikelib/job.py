@@ -42,7 +42,7 @@ from spikelib.distributed import DistInfo, barrier, init_distributed, max_replic
 from spikelib.train import (CHECKPOINT, dataset_classes, evaluate, fit, predict, resolve_device, seed_everything)
 
 __all__ = ["Splits", "build_data", "canonical_image_key", "default_runs_dir", "build_model", "build_rule",
-           "run_job", "evaluate_checkpoint"]
+           "run_job", "load_trained", "evaluate_checkpoint"]
 
 log = logging.getLogger(__name__)
 
@@ -256,6 +256,34 @@ def run_job(cfg: RunConfig, runs_dir: str | Path | None = None, *, resume: bool 
         shutdown_distributed(info)
 
 
+def load_trained(checkpoint: str | Path, cfg: RunConfig | None = None,
+                 kind: str | None = None) -> tuple[torch.nn.Module, dict[str, Any], RunConfig]:
+    """The model saved in a checkpoint, built from its configuration, with its weights loaded (on the CPU).
+
+    Args:
+        checkpoint: a ``checkpoint.pt`` written by :func:`spikelib.train.fit`.
+        cfg: if given, its ``[model]`` must be the checkpoint's (and the returned config is
+            ``cfg``); default: the run configuration stored in the checkpoint.
+        kind: if given, the checkpoint must hold this kind of model ("snn" or "ann").
+
+    Returns:
+        tuple: ``(model, checkpoint dict, run config)``.
+
+    Raises:
+        FileNotFoundError: no checkpoint there.
+        CheckpointError: not a checkpoint, another kind, or another model configuration.
+    """
+    from spikelib.checkpoint import check_compatible, load_checkpoint
+
+    state = load_checkpoint(checkpoint)
+    if cfg is None:
+        cfg = RunConfig.from_dict(state["config"], where=f"the config stored in {checkpoint}")
+    check_compatible(state, kind or state["kind"], cfg.model.to_dict(), checkpoint)
+    model = build_model(state["kind"], cfg)
+    model.load_state_dict(state["model"])
+    return model, state, cfg
+
+
 def evaluate_checkpoint(checkpoint: str | Path, cfg: RunConfig | None = None, split: str = "test",
                         batch_size: int | None = None, progress: bool = True) -> dict[str, Any]:
     """Evaluate a saved model on one split of its run's data (or of ``cfg``'s).
@@ -274,16 +302,9 @@ def evaluate_checkpoint(checkpoint: str | Path, cfg: RunConfig | None = None, sp
     Raises:
         CheckpointError: ``cfg``'s model differs from the checkpoint's, or the file is not a checkpoint.
     """
-    from spikelib.checkpoint import check_compatible, load_checkpoint
-
-    state = load_checkpoint(checkpoint)
-    if cfg is None:
-        cfg = RunConfig.from_dict(state["config"], where=f"the config stored in {checkpoint}")
-    check_compatible(state, state["kind"], cfg.model.to_dict(), checkpoint)
     if split not in ("test", "val"):
         raise ValueError(f"split must be 'test' or 'val', got {split!r}")
-    model = build_model(state["kind"], cfg)
-    model.load_state_dict(state["model"])
+    model, state, cfg = load_trained(checkpoint, cfg)
     device = resolve_device(cfg.train.device)
     model.to(device)
     splits = build_data(cfg.data, cfg.seed, progress=progress)

@@ -16,6 +16,7 @@ from typing import Any, Mapping, Sequence
 import matplotlib.pyplot as plt
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from torch.utils.data import Dataset
 
 __all__ = ["TARGETS", "metrics_table", "per_class_table", "size_table", "check_targets", "format_summary",
@@ -115,6 +116,7 @@ def plot_learning_curves(histories: Mapping[str, Sequence[Mapping[str, Any]]]) -
             ax.plot(epochs, [r[key] for r in history if key in r], "o-", markersize=3, label=LABELS.get(kind, kind))
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.tight_layout()
@@ -139,7 +141,7 @@ def prediction_gallery(dataset: Dataset, predictions: Mapping[str, torch.Tensor]
     ious = box_iou(predictions["boxes"], predictions["true_boxes"]).diagonal()
     order = torch.argsort(ious, descending=True, stable=True).tolist()
     count = min(count, len(order) // 2 or 1)
-    chosen = order[:count] + order[-count:]
+    chosen = order[:count] + order[::-1][:count]  # best first, then worst first
     images = [dataset[i][0] for i in chosen]
     boxes = [dataset_ground_truth(dataset, i)["boxes"] for i in chosen]
     fig = image_grid(images, boxes, predictions["true_labels"][chosen], class_names, ncols=count,

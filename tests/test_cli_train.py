@@ -265,3 +265,53 @@ def test_kill_9_mid_epoch_then_resume_reaches_the_same_metrics(finished_run, tmp
     resumed, straight = (json.loads((folder / "tiny" / "results.json").read_text())["snn"]["test"]
                          for folder in (runs, finished_run / "runs"))
     assert {k: v for k, v in resumed.items() if k != "seconds"} == {k: v for k, v in straight.items() if k != "seconds"}
+
+
+# ----------------------------------------------------------------------------- data of a run
+
+def test_voc_photos_repeated_across_years_are_trained_on_once(voc_sample):
+    from spikelib.config import DataConfig
+    from spikelib.data import VOCLocalization
+    from spikelib.job import build_data, canonical_image_key
+
+    assert canonical_image_key("2012", "2007_000032") == canonical_image_key("2007", "000032") == "2007/000032"
+    assert canonical_image_key("2012", "2008_000002") == "2008/000002"
+    assert canonical_image_key("SHAPES", "train_000001") == "SHAPES/train_000001"
+    sizes = {year: len(VOCLocalization(voc_sample, year, "trainval", policy="largest")) for year in ("2007", "2012")}
+    for test_year, other in (("2007", "2012"), ("2012", "2007")):
+        cfg = DataConfig(root=str(voc_sample), generate=False, train=("2007:trainval", "2012:trainval"), val=(),
+                         val_fraction=0.1, test=(f"{test_year}:trainval",), image_size=32, cache=False)
+        splits = build_data(cfg, seed=0)
+        tested = {canonical_image_key(test_year, ann.image_id) for ann in splits.test.annotations}
+        trained = {canonical_image_key(leaf.dataset, leaf.annotations[i].image_id)
+                   for i, leaf in _train_items(splits.train) + _train_items(splits.val)}
+        assert not tested & trained
+        # the sample's three photos that are in both years (000032, 000033, 000039) leave the other year too
+        assert len(splits.train) + len(splits.val) == len(trained) == sizes[other] - 3
+
+
+def test_held_out_validation_images_are_not_augmented_and_not_trained_on(data_root):
+    from spikelib.config import DataConfig
+    from spikelib.job import build_data
+
+    cfg = DataConfig(root=str(data_root), generate=False, train=("CLIDATA:train",), val=(), val_fraction=0.25,
+                     test=("CLIDATA:test",), image_size=32, augment=True)
+    splits = build_data(cfg, seed=0)
+    assert (len(splits.train), len(splits.val)) == (36, 12)
+    assert not set(splits.train.indices) & set(splits.val.indices)
+    image, target = splits.val[0]
+    again, _ = splits.val.dataset[splits.val.indices[0]]
+    splits.train.dataset.set_epoch(3)
+    assert torch.equal(image, again) and not splits.val.dataset.augment and splits.train.dataset.augment
+
+
+def _train_items(dataset):
+    """(index, leaf dataset) of every training image, through Subset and ConcatDataset."""
+    from torch.utils.data import ConcatDataset, Subset
+
+    if isinstance(dataset, Subset):
+        inner = list(_train_items(dataset.dataset))
+        return [inner[i] for i in dataset.indices]
+    if isinstance(dataset, ConcatDataset):
+        return [item for part in dataset.datasets for item in _train_items(part)]
+    return [(i, dataset) for i in range(len(dataset))]
