@@ -13,7 +13,7 @@ import pytest
 import torch
 from torchvision.ops import box_iou
 
-from spikelib.decolle import DECOLLE, RandomReadout
+from spikelib.decolle import DECOLLE, RandomReadout, rate_floor_penalty
 from spikelib.learning import BPTT, NonFiniteLossError, make_rule
 from spikelib.losses import localization_loss
 from spikelib.models import build_ann_twin, build_localizer, preset
@@ -134,6 +134,32 @@ def test_decolle_step_gradient_equals_the_local_gradient_of_each_layer():
         torch.testing.assert_close(layers[index].conv.weight.grad, together[index])
 
 
+def test_rate_floor_penalty_acts_only_below_the_floor():
+    mem = torch.tensor([[0.2, -1.0, 1.5, 0.5]], requires_grad=True)
+    quiet = torch.tensor([[0.0, 0.0, 1.0, 0.0]])  # rate 0.25
+    penalty = rate_floor_penalty(quiet, mem, threshold=1.0, floor=0.5)
+    assert float(penalty.detach()) == pytest.approx((0.8 + 2.0 + 0.0 + 0.5) / 4)
+    penalty.backward()
+    torch.testing.assert_close(mem.grad, torch.tensor([[-0.25, -0.25, 0.0, -0.25]]))  # descent raises U
+    assert float(rate_floor_penalty(quiet, mem, threshold=1.0, floor=0.25)) == 0.0
+
+
+def test_rate_floor_revives_a_silent_layer_and_only_that_layer():
+    torch.manual_seed(0)
+    model, (images, targets) = build_localizer(_config()), _rectangles(8)
+    with torch.no_grad():
+        model.decoder[-1].conv.bias.fill_(-20.0)  # dec3 cannot fire
+    biases = {}
+    for floor in (0.0, 0.05):
+        trial = build_localizer(_config())
+        trial.load_state_dict(model.state_dict())
+        rule = DECOLLE(rate_floor=floor, online=False)
+        rule.train_step(trial, images, targets, torch.optim.SGD(trial.parameters(), lr=0.5))
+        biases[floor] = float(trial.decoder[-1].conv.bias.mean())
+    assert biases[0.0] == pytest.approx(-20.0)  # silent: no surrogate gradient reaches it
+    assert biases[0.05] > -20.0 + 0.1  # the floor pushes its membrane up
+
+
 def test_decolle_reports_head_and_local_losses():
     torch.manual_seed(0)
     model, (images, targets) = build_localizer(_config()), _rectangles(8)
@@ -201,6 +227,8 @@ def test_misuse_raises_clear_errors():
         DECOLLE(burn_in=4).train_step(model, images, targets, optimizer)
     with pytest.raises(ValueError, match="readout_scale"):
         DECOLLE(readout_scale=0)
+    with pytest.raises(ValueError, match="rate_floor"):
+        DECOLLE(rate_floor=-0.1)
     with pytest.raises(ValueError, match="unknown learning rule"):
         make_rule("eprop")
     with pytest.raises(TypeError, match="box_los"):
