@@ -5,6 +5,8 @@ Commands:
     train         the main job: train the SNN and its ANN twin from a config, evaluate, report
                   (see ``spikelib.job``; run under ``torchrun`` for several processes)
     eval          evaluate a checkpoint on the test (or validation) split
+    compare       the SNN-vs-ANN study: T, input codes, spikes, energy, robustness
+                  (see ``spikelib.compare``); writes runs/<name>/compare/comparison.md
 
 Each command is one ``cmd_*`` function taking the parsed arguments and returning an exit
 status; :func:`main` parses, dispatches, and turns the errors a user can cause (a bad
@@ -99,8 +101,28 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Run the SNN-vs-ANN study of a run config; print the table, write runs/<name>/compare/."""
+    from spikelib.compare import StudyConfig, run_study
+    from spikelib.compare_table import comparison_table, table_markdown, write_study
+    from spikelib.config import load_config
+    from spikelib.job import default_runs_dir
+
+    cfg = load_config(args.config, dict(args.set or []))
+    values = {key: getattr(args, key) for key in ("num_steps", "codings", "coding_steps", "robustness",
+                                                   "train_images", "test_images", "energy_images")
+              if getattr(args, key) is not None}
+    study = StudyConfig.from_dict(values)
+    results = run_study(cfg, study, args.runs_dir, fresh=args.fresh, progress=not args.quiet,
+                        log_fn=None if args.quiet else print)
+    paths = write_study(results, Path(args.runs_dir or default_runs_dir()) / cfg.name / "compare")
+    print(table_markdown(comparison_table(results)))
+    print(f"wrote {paths['md']}, {paths['json'].name}, {paths['csv'].name} ({results['seconds']:.0f} s)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser: ``data synth``, ``train`` and ``eval``."""
+    """The argument parser: ``data synth``, ``train``, ``eval`` and ``compare``."""
     from spikelib.data.synth import SynthConfig, default_data_root
 
     parser = argparse.ArgumentParser(prog="spikelib", description=__doc__.splitlines()[0])
@@ -156,6 +178,31 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", type=Path, default=None, help="also write the metrics to this JSON file")
     evaluate.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     evaluate.set_defaults(func=cmd_eval)
+
+    compare = commands.add_parser(
+        "compare", help="SNN vs ANN: accuracy against T and input code, spikes, energy, robustness",
+        description="Train (or reuse) the ANN twin and the SNN at several T and input codes with the budget of a "
+                    "run config, measure them on the same test images, write runs/<name>/compare/comparison.md, "
+                    ".json and .csv. Checkpoints under runs/<name>/compare/ are reused.")
+    compare.add_argument("--config", default=DEFAULT_CONFIG,
+                         help="a TOML file, or the name of one in configs/ (default: %(default)s)")
+    compare.add_argument("--set", action="append", type=_parse_setting, metavar="KEY=VALUE",
+                         help="override a config value, repeatable, e.g. --set train.epochs=2")
+    compare.add_argument("--num-steps", type=int, nargs="+", metavar="T",
+                         help="SNN time steps (default: 1 2 4 8 16)")
+    compare.add_argument("--codings", nargs="*", choices=("direct", "rate", "latency"),
+                         help="other input codes to train at --coding-steps (default: rate latency)")
+    compare.add_argument("--coding-steps", type=int, help="T of the input-code comparison (default: 4)")
+    compare.add_argument("--robustness", choices=("all", "reference", "none"),
+                         help="whose robustness to measure (default: all)")
+    compare.add_argument("--train-images", type=int, help="train on the first N images (default: all)")
+    compare.add_argument("--test-images", type=int, help="measure on the first N test images (default: all)")
+    compare.add_argument("--energy-images", type=int, help="count spikes on N test images (default: 200)")
+    compare.add_argument("--fresh", action="store_true", help="delete the study's checkpoints and start over")
+    compare.add_argument("--runs-dir", type=Path, default=None,
+                         help="parent folder of the run folders (default: <repository>/runs)")
+    compare.add_argument("-q", "--quiet", action="store_true", help="no progress bars or log lines")
+    compare.set_defaults(func=cmd_compare)
     return parser
 
 

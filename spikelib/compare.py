@@ -1,0 +1,405 @@
+r"""The SNN-versus-ANN study: accuracy against T and coding, spikes, energy, robustness, latency.
+
+One function runs it, :func:`run_study`: from a run configuration (``configs/*.toml``) it
+trains (or reloads) the ANN twin and one spiking localizer per time-step count ``T`` and
+per input code, measures each on the same held-out images, and returns one results dict
+that :func:`~spikelib.compare_table.comparison_table` turns into the side-by-side table
+and :func:`~spikelib.compare_table.write_study` writes to ``runs/<name>/compare/`` as
+``comparison.md``, ``comparison.json`` and ``comparison.csv``. ``python -m spikelib compare
+--config ...`` is this function.
+
+What is measured, per model:
+
+* **accuracy**: mIoU, CorLoc and VOC mAP@0.5 on the test split
+  (:func:`spikelib.train.evaluate`);
+* **energy** per image (:func:`spikelib.energy.energy_per_image`): MACs x 4.6 pJ for the
+  ANN; the SNN's synaptic operations (its spikes times their fan-out, counted) x 0.9 pJ
+  plus the MACs of its analog-input layers (the first layer under direct coding, the
+  head on the spike rate) x 4.6 pJ. Memory access is ignored;
+* **spikes**: firing rate of every LIF layer at every step
+  (:func:`spikelib.energy.spike_rates_per_step`);
+* **latency**: mIoU of the prediction the SNN would give if stopped after step
+  :math:`t` (:func:`latency_curve`), and the first step that reaches 90 % of the final mIoU;
+* **robustness**: mIoU under four corruptions at five severities and the mean relative
+  accuracy drop, mRAD (:mod:`spikelib.robustness`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from spikelib.compare_table import (COLUMNS, STUDY_FILE, comparison_table, load_study, study_markdown,
+                                    table_markdown, write_study)
+from spikelib.energy import energy_per_image, spike_rates_per_step
+from spikelib.robustness import CORRUPTIONS, NUM_SEVERITIES, robustness_sweep
+
+__all__ = ["StudyConfig", "Variant", "study_variants", "predictions_per_step", "latency_curve", "first_good_step",
+           "measure_model", "run_study", "ROBUSTNESS_CHOICES",
+           # the table, from spikelib.compare_table
+           "COLUMNS", "STUDY_FILE", "comparison_table", "table_markdown", "study_markdown", "write_study", "load_study"]
+
+log = logging.getLogger(__name__)
+
+ROBUSTNESS_CHOICES = ("all", "reference", "none")
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """What the study trains and measures (the run configuration says how to train).
+
+    Attributes:
+        num_steps (tuple[int, ...]): the T values of the SNN, trained with the run
+            config's input code.
+        codings (tuple[str, ...]): other input codes, each trained at ``coding_steps``.
+        coding_steps (int): T of the coding comparison.
+        corruptions (tuple[str, ...]): from :data:`spikelib.robustness.CORRUPTIONS`.
+        severities (tuple[int, ...]): from 1..5.
+        robustness (str): whose robustness to measure: "all" models, the "reference"
+            SNN (the run config's T and code) and the ANN, or "none".
+        train_images (int): train on the first N training images (0: all). Small runs
+            for a notebook; the checkpoints remember N and refuse to mix.
+        test_images (int): measure on the first N test images (0: all).
+        energy_images (int): count spikes and operations on the first N of those.
+        batch_size (int): evaluation batch size.
+    """
+
+    num_steps: tuple[int, ...] = (1, 2, 4, 8, 16)
+    codings: tuple[str, ...] = ("rate", "latency")
+    coding_steps: int = 4
+    corruptions: tuple[str, ...] = CORRUPTIONS
+    severities: tuple[int, ...] = tuple(range(1, NUM_SEVERITIES + 1))
+    robustness: str = "all"
+    train_images: int = 0
+    test_images: int = 0
+    energy_images: int = 200
+    batch_size: int = 100
+
+    def __post_init__(self) -> None:
+        from spikelib.models import CODINGS
+        from spikelib.robustness import _check_corruption
+
+        for name in ("num_steps", "codings", "corruptions", "severities"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        if any(isinstance(t, bool) or not isinstance(t, int) or t < 1 for t in self.num_steps):
+            raise ValueError(f"num_steps must be ints >= 1, got {self.num_steps}")
+        for coding in self.codings:
+            if coding not in CODINGS:
+                raise ValueError(f"codings must be among {list(CODINGS)}, got {coding!r}")
+        for corruption in self.corruptions:
+            for severity in self.severities:
+                _check_corruption(corruption, severity)
+        if not self.num_steps or not self.severities or 0 in self.severities:
+            raise ValueError(f"num_steps and severities must be non-empty, severities in 1..5; got num_steps="
+                             f"{self.num_steps}, severities={self.severities}")
+        if self.robustness not in ROBUSTNESS_CHOICES:
+            raise ValueError(f"robustness must be one of {list(ROBUSTNESS_CHOICES)}, got {self.robustness!r}")
+        for name, low in (("coding_steps", 1), ("energy_images", 1), ("batch_size", 1), ("train_images", 0),
+                          ("test_images", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name} must be an int >= {low}{' (0: all)' if low == 0 else ''}, got {value!r}")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> StudyConfig:
+        """Build from a dict; unknown keys raise ``ValueError``."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown StudyConfig key(s) {unknown}; allowed: {sorted(known)}")
+        return cls(**values)
+
+
+class Variant(NamedTuple):
+    """One model of the study: its folder name, kind ("snn"/"ann") and model configuration."""
+
+    name: str
+    kind: str
+    model: Any  # LocalizerConfig
+
+
+def study_variants(model_cfg: Any, study: StudyConfig) -> list[Variant]:
+    """The models to compare: the ANN twin, the SNN at every T, the SNN with every other code.
+
+    The reference SNN (``model_cfg``'s own T and code) is always included. Names read
+    ``ann`` and ``snn-T<T>-<coding>``.
+    """
+    base = model_cfg.coding
+    wanted = [(t, base) for t in sorted({*study.num_steps, model_cfg.num_steps})]
+    wanted += [(study.coding_steps, c) for c in study.codings if c != base]
+    variants = [Variant("ann", "ann", model_cfg)]
+    for steps, coding in dict.fromkeys(wanted):
+        variants.append(Variant(f"snn-T{steps}-{coding}", "snn", model_cfg.replace(num_steps=steps, coding=coding)))
+    return variants
+
+
+# ------------------------------------------------------------------------------ latency
+
+def predictions_per_step(model: nn.Module, images: Tensor) -> list[Any]:
+    r"""What the spiking localizer would predict if it stopped after each step.
+
+    With :math:`S[t]` the spikes of the last decoder layer, the head reads at step
+    :math:`t` the rate so far, :math:`\frac{1}{t+1}\sum_{t' \le t} S[t']` (readout
+    "mean"), or :math:`S[t]` (readout "last"). Every layer is causal, so these are the
+    predictions of the same network run for :math:`t+1` steps (for direct and rate
+    coding; latency coding spreads its spikes over all :math:`T` steps, so an early stop
+    has seen only the brightest pixels). The last entry equals ``model(images)``.
+
+    Args:
+        model: a :class:`~spikelib.models.SpikingLocalizer` (anything with ``record``,
+            ``head`` and ``config.readout``).
+        images (Tensor[B, C, H, W]): a batch.
+
+    Returns:
+        list[Prediction]: ``T`` predictions, one per step.
+    """
+    record = model.record(images)
+    spk_seq = record.outputs[model.config.layer_names()[-1]]  # [T, B, C, H, W]
+    if model.config.readout == "mean":
+        counts = torch.arange(1, spk_seq.shape[0] + 1, dtype=spk_seq.dtype, device=spk_seq.device)
+        features = spk_seq.cumsum(0) / counts.view(-1, *([1] * (spk_seq.ndim - 1)))
+    else:
+        features = spk_seq
+    return [model.head(f) for f in features]
+
+
+@torch.no_grad()
+def latency_curve(model: nn.Module, dataset: Dataset, batch_size: int = 100) -> dict[str, list[float]]:
+    """mIoU, CorLoc and class accuracy of :func:`predictions_per_step` at every step.
+
+    Args:
+        model: a spiking localizer (see :func:`predictions_per_step`).
+        dataset: items ``(image, {"box", "label", ...})``.
+        batch_size: images per batch.
+
+    Returns:
+        dict: ``miou``, ``corloc``, ``accuracy``: lists of length T.
+    """
+    from spikelib import metrics
+
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    boxes: list[list[Tensor]] = []
+    labels: list[list[Tensor]] = []
+    true_boxes, true_labels = [], []
+    for images, targets in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+        steps = predictions_per_step(model, images.to(device))
+        if not boxes:
+            boxes, labels = [[] for _ in steps], [[] for _ in steps]
+        for t, pred in enumerate(steps):
+            boxes[t].append(pred.boxes.float().cpu())
+            labels[t].append(pred.logits.argmax(1).cpu())
+        true_boxes.append(targets["box"].float())
+        true_labels.append(targets["label"])
+    model.train(was_training)
+    truth, classes = torch.cat(true_boxes), torch.cat(true_labels)
+    return {"miou": [metrics.mean_iou(torch.cat(b), truth) for b in boxes],
+            "corloc": [metrics.corloc(torch.cat(b), truth) for b in boxes],
+            "accuracy": [float((torch.cat(lab) == classes).float().mean()) for lab in labels]}
+
+
+def first_good_step(curve: Sequence[float], share: float = 0.9) -> int:
+    """The first step (1-based) whose value reaches ``share`` of the last step's.
+
+    Example:
+        >>> first_good_step([0.1, 0.5, 0.58, 0.6])
+        3
+    """
+    target = share * curve[-1]
+    return next(t + 1 for t, value in enumerate(curve) if value >= target)
+
+
+# ------------------------------------------------------------------------------ one model
+
+def _layer_names(model: nn.Module) -> dict[str, str]:
+    """``encoder.0.lif -> enc1`` etc. for a localizer (LIF layers in the order of ``layer_names``)."""
+    config = getattr(model, "config", None)
+    if config is None or not hasattr(config, "layer_names"):
+        return {}
+    from spikelib.neurons import LIF
+
+    lifs = [name for name, module in model.named_modules() if isinstance(module, LIF)]
+    names = config.layer_names()
+    return dict(zip(lifs, names)) if len(lifs) == len(names) else {}
+
+
+def measure_model(model: nn.Module, kind: str, test_set: Dataset, energy_set: Dataset,
+                  batch_size: int = 100) -> dict[str, Any]:
+    """Accuracy, energy, spikes and latency of one trained model (robustness is measured jointly).
+
+    Args:
+        model: a localizer (SNN or ANN twin), on the CPU or a GPU.
+        kind: "snn" or "ann".
+        test_set: the held-out images for accuracy and latency.
+        energy_set: the images whose operations and spikes are counted.
+        batch_size: evaluation batch size.
+
+    Returns:
+        dict: ``test`` (see :func:`spikelib.train.evaluate`), ``energy`` (an
+        :meth:`~spikelib.energy.EnergyReport.to_dict`), and for an SNN ``spike_rates``
+        ({layer: [rate at each step]}), ``mean_rate`` (spikes per neuron per step over all
+        layers), ``latency`` (:func:`latency_curve`) and ``steps_to_90`` (first step at 90 %
+        of the final mIoU).
+    """
+    from spikelib.train import evaluate
+
+    device = next(model.parameters()).device
+    model.eval()
+    test = evaluate(model, test_set, batch_size)
+    batches = [images.to(device) for images, _ in DataLoader(energy_set, batch_size=batch_size)]
+    energy = energy_per_image(model, batches, spiking=kind == "snn")
+    out: dict[str, Any] = {"test": {k: v for k, v in test.items() if k != "ap"}, "ap": test["ap"],
+                           "energy": energy.to_dict()}
+    if kind == "snn":
+        rates = spike_rates_per_step(model, batches, names=_layer_names(model))
+        shapes = model.config.feature_shapes()
+        sizes = {name: math.prod(shapes[name]) if name in shapes else 1 for name in rates}
+        out["spike_rates"] = {name: r.tolist() for name, r in rates.items()}
+        out["mean_rate"] = sum(float(r.mean()) * sizes[n] for n, r in rates.items()) / sum(sizes.values())
+        out["latency"] = latency_curve(model, test_set, batch_size)
+        out["steps_to_90"] = first_good_step(out["latency"]["miou"])
+    return out
+
+
+# ------------------------------------------------------------------------------ the study
+
+def _first(dataset: Dataset, count: int) -> Dataset:
+    return dataset if count <= 0 or count >= len(dataset) else Subset(dataset, range(count))
+
+
+def _main_job_checkpoint(run_root: Path, variant: Variant, run_dict: dict[str, Any], epochs: int,
+                         study: StudyConfig) -> Path | None:
+    """``runs/<name>/<kind>/checkpoint.pt`` of the main job if it is this variant, finished, on all data."""
+    from spikelib.checkpoint import CheckpointError, check_compatible, load_checkpoint
+    from spikelib.train import CHECKPOINT
+
+    path = run_root / variant.kind / CHECKPOINT
+    if study.train_images or not path.is_file():
+        return None
+    try:
+        state = load_checkpoint(path)
+        check_compatible(state, variant.kind, variant.model.to_dict(), path, run_dict)
+    except CheckpointError:
+        return None
+    return path if int(state["epoch"]) >= epochs else None
+
+
+def _check_study_folder(folder: Path, study: StudyConfig) -> None:
+    stored = folder / STUDY_FILE
+    if stored.is_file():
+        before = json.loads(stored.read_text(encoding="utf-8")).get("study", {}).get("train_images")
+        if before is not None and before != study.train_images:
+            raise ValueError(f"{folder} holds models trained on train_images={before}, this study asks for "
+                             f"{study.train_images}; use fresh=True (--fresh) or another run name")
+
+
+def _train_or_load(variant: Variant, cfg: Any, study: StudyConfig, train_set: Dataset, folder: Path,
+                   run_root: Path, device: torch.device, progress: bool) -> tuple[nn.Module, dict[str, Any]]:
+    from spikelib.checkpoint import load_checkpoint
+    from spikelib.job import build_model, build_rule
+    from spikelib.train import CHECKPOINT, fit, seed_everything
+
+    variant_cfg = type(cfg).from_dict({**cfg.to_dict(), "model": variant.model.to_dict()})
+    tcfg = variant_cfg.train_config(variant.kind)
+    run_dict = variant_cfg.to_dict()
+    seed_everything(cfg.seed)
+    model = build_model(variant.kind, variant_cfg)
+    main = _main_job_checkpoint(run_root, variant, run_dict, tcfg.epochs, study)
+    if main is not None and not (folder / CHECKPOINT).is_file():
+        state = load_checkpoint(main)
+        model.load_state_dict(state["model"])
+        return model.to(device), {"source": f"main job ({main})", "epochs": int(state["epoch"]),
+                                  "train_seconds": sum(r.get("seconds", 0.0) for r in state["history"])}
+    done = 0
+    if (folder / CHECKPOINT).is_file():
+        done = int(load_checkpoint(folder / CHECKPOINT)["epoch"])
+    history = fit(model, build_rule(variant.kind, variant_cfg), train_set, None, tcfg, kind=variant.kind,
+                  seed=cfg.seed, run_dir=folder, resume=True, run_config=run_dict, progress=progress, device=device)
+    source = "checkpoint" if done >= tcfg.epochs else f"resumed after epoch {done}" if done else "trained"
+    return model, {"source": source, "epochs": len(history),
+                   "train_seconds": sum(r.get("seconds", 0.0) for r in history)}
+
+
+def run_study(cfg: Any, study: StudyConfig = StudyConfig(), runs_dir: str | Path | None = None, *,
+              fresh: bool = False, progress: bool = True,
+              log_fn: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Train (or reload) every model of the study and measure them on the same test images.
+
+    Checkpoints go to ``runs/<name>/compare/<variant>/checkpoint.pt`` and are reused when
+    present (a finished one is only loaded, a killed one resumed). With ``train_images =
+    0``, a finished model of the main job (``runs/<name>/snn`` or ``ann``, from ``python
+    -m spikelib train``) with the same configuration is reused too.
+
+    Args:
+        cfg: the run configuration (:class:`spikelib.config.RunConfig`): data, model (the
+            reference SNN and the twin), training budget (the same for every model).
+        study: what to vary and measure.
+        runs_dir: parent of the run folders (default ``<repository>/runs``).
+        fresh: delete this study's checkpoints first.
+        progress: progress bars while training.
+        log_fn: called with one line per step of the study (e.g. ``print``).
+
+    Returns:
+        dict: ``study``, ``run_config``, ``num_test_images``, ``num_energy_images``,
+        ``reference`` (name of the reference SNN), ``seconds``, and ``models``: {variant
+        name: ``kind``, ``num_steps``, ``coding``, ``train`` ({``source``, ``epochs``,
+        ``train_seconds``}), ``num_params`` and :func:`measure_model`'s keys, plus
+        ``robustness`` (a :meth:`~spikelib.robustness.RobustnessReport.to_dict`) where
+        measured}.
+    """
+    from spikelib.job import build_data, default_runs_dir
+    from spikelib.train import resolve_device
+
+    say = log_fn or (lambda line: log.info(line))
+    start = time.perf_counter()
+    run_root = Path(runs_dir or default_runs_dir()) / cfg.name
+    folder = run_root / "compare"
+    if fresh and folder.is_dir():
+        shutil.rmtree(folder)
+    _check_study_folder(folder, study)
+    device = resolve_device(cfg.train.device)
+    splits = build_data(cfg.data, cfg.seed, progress=progress)
+    train_set = _first(splits.train, study.train_images)
+    test_set = _first(splits.test, study.test_images)
+    energy_set = _first(test_set, study.energy_images)
+    variants = study_variants(cfg.model, study)
+    reference = f"snn-T{cfg.model.num_steps}-{cfg.model.coding}"
+    say(f"study {cfg.name}: {len(variants)} models, {len(train_set)} training / {len(test_set)} test images")
+    models: dict[str, nn.Module] = {}
+    results: dict[str, dict[str, Any]] = {}
+    for variant in variants:
+        started = time.perf_counter()
+        model, train_info = _train_or_load(variant, cfg, study, train_set, folder / variant.name, run_root, device,
+                                           progress)
+        models[variant.name] = model
+        results[variant.name] = {"kind": variant.kind,
+                                 "num_steps": variant.model.num_steps if variant.kind == "snn" else 1,
+                                 "coding": variant.model.coding if variant.kind == "snn" else "analog",
+                                 "train": train_info, "num_params": sum(p.numel() for p in model.parameters()),
+                                 **measure_model(model, variant.kind, test_set, energy_set, study.batch_size)}
+        say(f"  {variant.name}: {train_info['source']}, test mIoU {results[variant.name]['test']['miou']:.3f} "
+            f"({time.perf_counter() - started:.0f} s)")
+    if study.robustness != "none":
+        chosen = models if study.robustness == "all" else {k: models[k] for k in ("ann", reference)}
+        say(f"  robustness of {', '.join(chosen)}: {len(study.corruptions)} corruptions x "
+            f"{len(study.severities)} severities")
+        reports = robustness_sweep(chosen, test_set, study.corruptions, study.severities, "miou", study.batch_size,
+                                   cfg.seed)
+        for name, report in reports.items():
+            results[name]["robustness"] = report.to_dict()
+        say(f"  robustness done ({time.perf_counter() - start:.0f} s in all)")
+    return {"study": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(study).items()},
+            "run_config": cfg.to_dict(), "reference": reference, "num_test_images": len(test_set),
+            "num_energy_images": len(energy_set), "seconds": time.perf_counter() - start, "models": results}
