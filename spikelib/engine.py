@@ -1,44 +1,44 @@
 r"""The execution engine: how spiking layers run fast and lean on a CPU (and a GPU).
 
-A spiking convolutional network spends its time in convolutions; what it adds to an
-ordinary network is a recurrence over time (the LIF neurons) and, for training, the
-tensors autograd keeps for the backward pass: every layer's input and membrane at
-every step. On a laptop CPU the second is what decides whether a network fits. This
-module holds the pieces that make :mod:`spikelib.layers` cheap, each usable alone:
+A spiking convolutional network spends its time in convolutions, like its ANN twin, but
+``T`` times over; what decides whether it fits on a laptop is the memory that training
+needs: autograd keeps, for the backward pass, every layer's input and membrane at every
+step. The pieces here cut that to what backpropagation needs, without changing a single
+number of the result:
 
-* :func:`lif_seq_fused` and :class:`FusedLIF`: the LIF recurrence over a whole sequence
-  as one ``torch.autograd.Function`` with a hand-written backward. It keeps one tensor
-  for the backward pass (the membrane potential), not the chain of small tensors the
-  step-by-step autograd graph keeps, and gives the same spikes, membrane and gradients
-  as :func:`spikelib.neurons.lif_seq`.
-* :func:`spikes_saved_as_uint8`: a context in which a layer that saves a spike tensor
-  for its backward pass (a convolution, a max-pool) keeps it as ``uint8``, four times
-  smaller than ``float32``, and converts it back when the backward pass needs it.
-  Exact: spikes are whole numbers.
-* :func:`apply_seq`: a stateless layer (convolution, pooling) applied to every step of
-  ``[T, B, ...]``, either step by step or with time folded into the batch
-  (``fold_time``; folding wins on a GPU, not on a CPU).
+* :func:`lif_seq_fused` / :class:`FusedLIF` (in :mod:`spikelib.fused`): the LIF
+  recurrence of a whole sequence as one autograd node that keeps only the membrane.
+* :func:`spikes_saved_as_uint8`: a layer that keeps a spike tensor for its backward pass
+  (a convolution, a max-pool) keeps it as ``uint8``, 4x smaller than float32 and exact
+  (spikes are whole numbers); max-pool indices are narrowed from int64 too.
+* :func:`run_chunked`: a network written layer by layer over whole sequences runs a few
+  time steps at a time, so that activations and gradients exist for one chunk, not for
+  all ``T`` steps, and what is kept for the backward pass goes into a few large blocks
+  (:class:`SavedArena`) instead of thousands of small ones between which the C
+  allocator's heap fragments.
+* :func:`apply_seq` and ``fold_time``: a stateless layer sees ``[T*B, ...]`` in one call
+  (a GPU's choice) or ``T`` calls of ``[B, ...]`` (a CPU's).
 * :func:`configure_cpu_allocator`: one explicit call that stops glibc's ``malloc`` from
-  giving large blocks back to the system after every step (which otherwise costs
-  millions of page faults per training step).
+  returning large blocks to the system and faulting them back in at every step.
 
-Importing this module changes nothing; every set-up is a function you call.
+What each piece gave, measured, is in ``benchmarks/README.md``. Importing this module
+changes nothing; every set-up is a function you call.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import logging
+import math
+import sys
 from collections.abc import Iterator
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from spikelib.neurons import LIF, PAPER_SPIKE_FN, LIFParams, LIFState, check_lif_params
-from spikelib.surrogate import FastSigmoid, SurrogateSpike
+from spikelib.fused import FusedLIF, _Carry, lif_seq_fused
 
 __all__ = [
     "FOLD_TIME_CHOICES",
@@ -46,8 +46,10 @@ __all__ = [
     "apply_seq",
     "lif_seq_fused",
     "FusedLIF",
-    "spikes_saved_as_uint8",
     "is_spike_train",
+    "SavedArena",
+    "spikes_saved_as_uint8",
+    "run_chunked",
     "configure_cpu_allocator",
 ]
 
@@ -62,9 +64,8 @@ def resolve_fold_time(fold_time: bool | str, x: Tensor) -> bool:
 
     Args:
         fold_time (bool or "auto"): ``True`` folds, ``False`` loops over steps, ``"auto"``
-            folds on a GPU and loops on a CPU (measured in ``benchmarks/README.md``: one
-            large call keeps a GPU busy; on a CPU the per-step tensors stay in cache and
-            the large ones cost page faults).
+            folds on a GPU and loops on a CPU (a large call keeps a GPU busy; on a CPU one
+            call per step is as fast and its tensors stay in cache).
         x (Tensor): the input, whose device decides ``"auto"``.
 
     Returns:
@@ -92,166 +93,97 @@ def apply_seq(module: nn.Module, x_seq: Tensor, fold_time: bool | str = "auto") 
     Returns:
         Tensor[T, B, ...]: ``module`` applied at every step.
     """
-    if resolve_fold_time(fold_time, x_seq):
+    if x_seq.shape[0] == 1 or resolve_fold_time(fold_time, x_seq):  # one step: views, no copy
         return module(x_seq.flatten(0, 1)).unflatten(0, x_seq.shape[:2])
     # unbind, not x_seq[t]: indexing makes backward build a full-size zero tensor per step
     return torch.stack([module(x) for x in x_seq.unbind(0)])
 
 
-# ----------------------------------------------------------------------------- fused LIF
+def is_spike_train(x: Tensor) -> bool:
+    """True if ``x`` holds whole numbers in [0, 255], so :func:`spikes_saved_as_uint8` is exact.
 
-def _as_float(value: float | Tensor, name: str) -> float:
-    """A Python float from a number or a one-element tensor that needs no gradient."""
-    if isinstance(value, Tensor):
-        if value.numel() != 1 or value.requires_grad:
-            raise ValueError(
-                f"lif_seq_fused needs a scalar {name} without gradient, got a tensor of shape "
-                f"{tuple(value.shape)} (requires_grad={value.requires_grad}); "
-                "use spikelib.neurons.lif_seq for per-neuron or learnable parameters")
-        return float(value)
-    return float(value)
-
-
-class _LIFSeqFunction(torch.autograd.Function):
-    """The LIF recurrence over ``[T, B, ...]``; saves only the membrane trace."""
-
-    @staticmethod
-    def forward(ctx: Any, cur_seq: Tensor, mem_init: Tensor, beta: float, threshold: float,
-                reset: str, spike_fn: SurrogateSpike) -> tuple[Tensor, Tensor]:
-        mem_seq = torch.empty_like(cur_seq, memory_format=torch.contiguous_format)
-        spk_seq = torch.empty_like(mem_seq)
-        mem_prev = mem_init
-        # spikes of the previous step; the initial state may already be above threshold
-        spk_prev = mem_init > threshold if reset != "none" else None
-        for cur, mem, spk in zip(cur_seq.unbind(0), mem_seq.unbind(0), spk_seq.unbind(0)):
-            # the reference's order of operations, so the result is bit for bit the same:
-            # beta * U[t-1] (with the old spike zeroed first for reset="zero"), + I[t], - S theta
-            torch.mul(mem_prev, beta, out=mem)
-            if reset == "zero":
-                mem.masked_fill_(spk_prev, 0.0)
-            mem.add_(cur)
-            if reset == "subtract":
-                mem.sub_(spk_prev.to(mem.dtype), alpha=threshold)
-            torch.gt(mem, threshold, out=spk)  # H(U - theta), H(0) = 0
-            if reset != "none":
-                spk_prev = spk > 0
-            mem_prev = mem
-        ctx.save_for_backward(mem_seq, mem_init)
-        ctx.params = (beta, threshold, reset, spike_fn)
-        return spk_seq, mem_seq[-1].clone()
-
-    @staticmethod
-    def backward(ctx: Any, grad_spk_seq: Tensor | None, grad_mem_last: Tensor | None):
-        mem_seq, mem_init = ctx.saved_tensors
-        beta, threshold, reset, spike_fn = ctx.params
-        num_steps = mem_seq.shape[0]
-        grad_cur_seq = torch.empty_like(mem_seq)
-        scratch = torch.empty_like(mem_seq[0])
-        grad_spks = grad_spk_seq.unbind(0) if grad_spk_seq is not None else (None,) * num_steps
-        grad_curs = grad_cur_seq.unbind(0)
-        mems = mem_seq.unbind(0)
-        fast_sigmoid = type(spike_fn) is FastSigmoid
-        for t in range(num_steps - 1, -1, -1):
-            grad_cur = grad_curs[t]
-            # dL/dU[t] = dL/dS[t] * sigma'(U[t] - theta) + dL/dU[t+1] * dU[t+1]/dU[t]
-            if grad_spks[t] is None:
-                grad_cur.zero_()
-            elif fast_sigmoid:  # 1 / (k|x| + 1)^2 in place: no temporaries
-                torch.sub(mems[t], threshold, out=scratch).abs_().mul_(spike_fn.slope).add_(1.0)
-                torch.div(grad_spks[t], scratch.square_(), out=grad_cur)
-            else:
-                torch.mul(spike_fn.derivative(mems[t] - threshold), grad_spks[t], out=grad_cur)
-            if t == num_steps - 1:
-                if grad_mem_last is not None:
-                    grad_cur.add_(grad_mem_last)
-            else:
-                _add_carry(grad_cur, grad_curs[t + 1], mems[t], beta, threshold, reset, scratch)
-        grad_mem_init = None
-        if ctx.needs_input_grad[1]:
-            grad_mem_init = torch.empty_like(mem_init).zero_()
-            _add_carry(grad_mem_init, grad_curs[0], mem_init, beta, threshold, reset, scratch)
-        return grad_cur_seq, grad_mem_init, None, None, None, None
-
-
-def _add_carry(grad: Tensor, grad_next: Tensor, mem: Tensor, beta: float, threshold: float,
-               reset: str, scratch: Tensor) -> None:
-    """``grad += dL/dU[t+1] * dU[t+1]/dU[t]``: ``beta``, or ``beta (1 - S[t])`` for reset="zero".
-
-    The reset term itself carries no gradient (it is detached, as in snnTorch).
-    """
-    if reset == "zero":
-        torch.mul(grad_next, beta, out=scratch).masked_fill_(mem > threshold, 0.0)
-        grad.add_(scratch)
-    else:
-        grad.add_(grad_next, alpha=beta)
-
-
-def lif_seq_fused(
-    cur_seq: Tensor,
-    params: LIFParams,
-    spike_fn: SurrogateSpike = PAPER_SPIKE_FN,
-    state: LIFState | None = None,
-) -> tuple[Tensor, LIFState]:
-    r"""Same as :func:`spikelib.neurons.lif_seq`, as one autograd node with a hand-written backward.
-
-    Forward, the recurrence of :func:`spikelib.neurons.lif_step`, in the same order of
-    floating-point operations (so the spikes and membrane are bit for bit the same).
-    Backward, with :math:`\sigma'` the surrogate derivative and
-    :math:`g_t = \partial L / \partial U[t]`, from :math:`t = T-1` down to 0:
-
-    .. math::
-
-        g_t &= \frac{\partial L}{\partial S[t]}\, \sigma'(U[t] - \theta)
-               + g_{t+1}\, \frac{\partial U[t+1]}{\partial U[t]}, \qquad
-        \frac{\partial L}{\partial I[t]} = g_t \\
-        \frac{\partial U[t+1]}{\partial U[t]} &= \beta \ \text{(subtract, none)}, \quad
-        \beta\,(1 - S[t]) \ \text{(zero)}
-
-    (the reset term is detached, as in the reference). What it keeps for the backward
-    pass is the membrane trace ``[T, B, ...]`` and nothing else; the spikes are
-    recomputed from it. The step-by-step graph keeps several tensors per step.
+    The spikes of a :class:`FusedLIF` (or :func:`lif_seq_fused`) are trusted without a
+    look; any other floating-point tensor is checked (one conversion, one comparison).
 
     Args:
-        cur_seq (Tensor[T, B, ...]): input currents, time first.
-        params (LIFParams): ``beta`` and ``threshold`` as numbers (or one-element tensors
-            without gradient); per-neuron or learnable ones need :func:`~spikelib.neurons.lif_seq`.
-        spike_fn (SurrogateSpike): spike function; ``FastSigmoid`` has an in-place path.
-        state (LIFState, optional): state before the first step; zeros if ``None``.
+        x (Tensor): e.g. a layer's input.
 
     Returns:
-        tuple[Tensor[T, B, ...], LIFState]: spikes and the state after the last step,
-        both differentiable, as from :func:`~spikelib.neurons.lif_seq`.
-
-    Raises:
-        ValueError: empty sequence, out-of-range or non-scalar parameters.
+        bool: whether ``x`` may be kept as ``uint8``.
     """
-    if not isinstance(cur_seq, Tensor) or cur_seq.ndim < 1 or cur_seq.shape[0] < 1:
-        shape = tuple(cur_seq.shape) if isinstance(cur_seq, Tensor) else type(cur_seq).__name__
-        raise ValueError(f"cur_seq must be a Tensor [T, B, ...] with T >= 1, got {shape}")
-    check_lif_params(params)
-    beta, threshold = _as_float(params.beta, "beta"), _as_float(params.threshold, "threshold")
-    mem_init = cur_seq.new_zeros(cur_seq.shape[1:]) if state is None else state.mem
-    spk_seq, mem_last = _LIFSeqFunction.apply(cur_seq, mem_init, beta, threshold, params.reset, spike_fn)
-    return spk_seq, LIFState(mem_last)
+    from spikelib.fused import _LIFSeqFunction
+
+    if isinstance(x.grad_fn, _LIFSeqFunction._backward_cls):  # type: ignore[attr-defined]
+        return True
+    if not x.is_floating_point():
+        return False
+    return torch.equal(x.to(torch.uint8).to(x.dtype), x)
 
 
-class FusedLIF(LIF):
-    """A :class:`~spikelib.neurons.LIF` layer whose ``forward`` runs :func:`lif_seq_fused`.
+# --------------------------------------------------------------------- saved tensors
 
-    Same arguments, same results, same ``step`` (single steps use the reference
-    :func:`~spikelib.neurons.lif_step`); it is a ``LIF``, so tools that look for LIF layers
-    (``spikelib.learning.SpikeCounter``, spike-rate hooks) find it.
+_MADV_HUGEPAGE = 14
+_HUGE_PAGE = 2 << 20
+
+
+def _advise_huge_pages(block: Tensor) -> None:
+    """Ask Linux to back ``block`` with 2 MiB pages (one page fault per 2 MiB, not per 4 KiB).
+
+    Only where transparent huge pages are in "madvise" or "always" mode; a no-op elsewhere.
+    """
+    if not sys.platform.startswith("linux") or block.device.type != "cpu":
+        return
+    start = -(-block.data_ptr() // _HUGE_PAGE) * _HUGE_PAGE
+    length = (block.data_ptr() + block.nbytes - start) // _HUGE_PAGE * _HUGE_PAGE
+    if length > 0:
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).madvise(ctypes.c_void_p(start), ctypes.c_size_t(length),
+                                                      _MADV_HUGEPAGE)
+
+
+class SavedArena:
+    """A bump allocator for tensors kept for the backward pass: a few large blocks.
+
+    Used by :func:`run_chunked`. Run step by step, a network saves a few small tensors
+    per layer and per step for its backward pass; allocated one by one, they are
+    scattered between the short-lived activations of each step, and glibc's heap grows
+    to about twice what is alive (fragmentation: measured 2.5 GB for 1.6 GB alive).
+    Carved out of large blocks instead (allocated with ``mmap`` by glibc, and on Linux
+    backed by huge pages where the system allows), they leave the heap to the
+    activations, which reuse the same free blocks at every step. Each carved tensor has
+    its own version counter (autograd's in-place check sees them as separate tensors);
+    a block is freed when the last tensor carved from it is.
+
+    Args:
+        block_bytes (int): size of each block. Default 64 MiB (above glibc's largest
+            ``mmap`` threshold, 32 MiB).
     """
 
-    def forward(self, cur_seq: Tensor) -> Tensor:
-        """Spikes for a whole sequence: ``cur_seq [T, B, ...] -> spk_seq [T, B, ...]``."""
-        spk_seq, _ = lif_seq_fused(cur_seq, self.params, self.spike_fn)
-        return spk_seq
+    def __init__(self, block_bytes: int = 64 << 20) -> None:
+        self.block_bytes = int(block_bytes)
+        self._block: Tensor | None = None
+        self._offset = 0
+
+    def empty(self, shape: torch.Size | tuple[int, ...], dtype: torch.dtype, device: torch.device) -> Tensor:
+        """An uninitialized contiguous tensor carved from the current block (CPU), or a new one."""
+        if torch.device(device).type != "cpu":
+            return torch.empty(shape, dtype=dtype, device=device)
+        itemsize = torch.empty((), dtype=dtype).element_size()
+        nbytes = math.prod(shape) * itemsize
+        offset = -(-self._offset // 64) * 64  # 64-byte aligned, as torch's own allocations
+        if self._block is None or offset + nbytes > self._block.numel():
+            self._block = torch.empty(max(self.block_bytes, nbytes), dtype=torch.uint8)
+            _advise_huge_pages(self._block)
+            offset = 0
+        self._offset = offset + nbytes
+        strides, step = [], 1
+        for size in reversed(tuple(shape)):  # contiguous (row-major) strides
+            strides.insert(0, step)
+            step *= size
+        return torch.empty(0, dtype=dtype).set_(self._block.untyped_storage(), offset // itemsize, shape, strides)
 
 
-# ----------------------------------------------------------------------- compact saving
-
-class _Uint8Spikes:
+class _PackedSpikes:
     """A spike tensor kept as ``uint8`` for the backward pass, with its original dtype."""
 
     __slots__ = ("data", "dtype")
@@ -260,72 +192,148 @@ class _Uint8Spikes:
         self.data, self.dtype = data, dtype
 
 
-def _same_memory(a: Tensor, b: Tensor) -> bool:
-    """True if ``a`` lies inside the storage of ``b`` (``b`` itself or a view of it)."""
-    return a.device == b.device and a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
+class _PackedIndices:
+    """Integer indices kept narrower than int64 (exact: all lie in range)."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: Tensor) -> None:
+        self.data = data
+
+
+def _narrow_copy(x: Tensor, dtype: torch.dtype, arena: SavedArena | None) -> Tensor:
+    if arena is None:
+        return x.to(dtype)
+    out = arena.empty(x.shape, dtype, x.device)
+    out.copy_(x)
+    return out
 
 
 @contextlib.contextmanager
-def spikes_saved_as_uint8(*spike_tensors: Tensor) -> Iterator[None]:
+def spikes_saved_as_uint8(*spike_tensors: Tensor, arena: SavedArena | None = None) -> Iterator[None]:
     """Within the context, layers keep these spike tensors for backward as ``uint8``.
 
     Autograd keeps a layer's input for its backward pass (a convolution needs it for the
     weight gradient, a max-pool for routing the gradient). When that input is a spike
-    train, its values are whole numbers (0 or 1; 0, 1 or 2 after a SEW ``add``), so
-    ``uint8`` holds them exactly in a quarter of the memory of ``float32``. Inside this
+    train its values are whole numbers (0 or 1; 0, 1 or 2 after a SEW ``add``), so
+    ``uint8`` holds them exactly in a quarter of the memory of float32. Inside this
     context every tensor that autograd saves and that shares memory with one of
-    ``spike_tensors`` (the tensor or a view of it, e.g. one step of a sequence) is stored
-    as ``uint8`` and turned back into its dtype when the backward pass reads it. Integer
-    indices a max-pool saves are narrowed to ``int32`` (exact below 2**31 positions).
+    ``spike_tensors`` (the tensor or a view of it, e.g. one step of a sequence) is kept
+    as ``uint8`` and turned back into its dtype when the backward pass reads it.
+    int64 indices (a max-pool's) are kept as int16 or int32, whichever holds them.
     Other saved tensors (weights, membranes) are left alone.
 
-    Uses ``torch.autograd.graph.saved_tensors_hooks``; nothing outlives the context but
-    the packed tensors in the graph.
+    Built on ``torch.autograd.graph.saved_tensors_hooks``.
 
     Args:
         *spike_tensors (Tensor): tensors whose values are whole numbers in [0, 255]. The
-            caller vouches for this (a LIF output, a sum of two of them); nothing is checked.
+            caller vouches for this (see :func:`is_spike_train`); nothing is checked.
+        arena (SavedArena, optional): where to put the packed copies; ``None``: ordinary
+            allocations.
 
     Example::
 
         with spikes_saved_as_uint8(spk_seq):
             cur_seq = apply_seq(conv, spk_seq)
     """
+    # Identify the spike tensors by address only: autograd keeps the hooks with every
+    # tensor they packed, and a reference here would keep the float spikes alive.
+    spike_storages = {(s.device, s.untyped_storage().data_ptr()) for s in spike_tensors}
+    del spike_tensors
+
     def pack(saved: Tensor) -> Any:
-        if saved.dtype == torch.int64 and saved.numel() >= 1024:
-            return saved.to(torch.int32)  # max-pool indices
-        if saved.is_floating_point() and any(_same_memory(saved, s) for s in spike_tensors):
-            return _Uint8Spikes(saved.to(torch.uint8), saved.dtype)
+        if saved.dtype == torch.int64 and saved.numel() >= 1024:  # max-pool indices
+            narrow = torch.int16 if int(saved.max()) <= torch.iinfo(torch.int16).max else torch.int32
+            return _PackedIndices(_narrow_copy(saved, narrow, arena))
+        if saved.is_floating_point() and (saved.device, saved.untyped_storage().data_ptr()) in spike_storages:
+            return _PackedSpikes(_narrow_copy(saved, torch.uint8, arena), saved.dtype)
         return saved
 
     def unpack(packed: Any) -> Tensor:
-        if isinstance(packed, _Uint8Spikes):
+        if isinstance(packed, _PackedSpikes):
             return packed.data.to(packed.dtype)
-        if isinstance(packed, Tensor) and packed.dtype == torch.int32:
-            return packed.to(torch.int64)
+        if isinstance(packed, _PackedIndices):
+            return packed.data.to(torch.int64)
         return packed
 
     with torch.autograd.graph.saved_tensors_hooks(pack, unpack):
         yield
 
 
-def is_spike_train(x: Tensor) -> bool:
-    """True if ``x`` holds whole numbers in [0, 255], so :func:`spikes_saved_as_uint8` is exact.
+# --------------------------------------------------------------------------- chunks
 
-    The output of :func:`lif_seq_fused` (and :class:`FusedLIF`) is trusted without a look;
-    any other floating-point tensor is checked (one conversion and one comparison).
+def run_chunked(module: nn.Module, x_seq: Tensor, chunk_size: int | None = 1,
+                reduce: str | None = None) -> Tensor:
+    """``module(x_seq)``, computed ``chunk_size`` time steps at a time.
+
+    A network written layer by layer over whole sequences (every layer maps ``[T, B, ...]``
+    to ``[T, B, ...]``, as the blocks of :mod:`spikelib.layers` do) holds, between two
+    layers, a full-length activation ``[T, B, ...]``, and in the backward pass a
+    full-length gradient. Run over chunks of ``chunk_size`` steps, every
+    :class:`FusedLIF` continuing from where the previous chunk left it, it computes the
+    same spikes and gradients while those temporaries are ``T / chunk_size`` times
+    smaller; what it keeps for the backward pass goes into a :class:`SavedArena`. With
+    ``chunk_size=1`` this is the step-by-step order of a snnTorch loop. The states and
+    the arena live for this call only: each call starts from rest.
+
+    Every layer of ``module`` must be causal in time (step ``t`` of its output depends on
+    steps ``<= t`` of its input) and keep no state of its own except through
+    :class:`FusedLIF`: convolutions, pooling, upsampling, additions are. BatchNorm in
+    training mode is not (its statistics span the whole sequence), so it is refused.
 
     Args:
-        x (Tensor): e.g. a layer's input.
+        module (nn.Module): ``[t, B, ...] -> [t, B, ...]`` for any ``t``.
+        x_seq (Tensor[T, B, ...]): the input sequence.
+        chunk_size (int or None): steps per chunk; ``None`` runs the whole sequence at once.
+        reduce (str or None): ``None`` returns every step; ``"sum"`` or ``"mean"`` the sum or
+            mean over time, accumulated chunk by chunk (no full-length output is formed).
 
     Returns:
-        bool: whether ``x`` may be kept as ``uint8``.
+        Tensor: ``[T, B, ...]`` (``reduce=None``) or ``[B, ...]``.
+
+    Raises:
+        ValueError: ``chunk_size`` not a positive int or None, unknown ``reduce``, or a
+            BatchNorm layer in training mode while ``chunk_size`` is smaller than ``T``.
     """
-    if isinstance(x.grad_fn, _LIFSeqFunction._backward_cls):  # type: ignore[attr-defined]
-        return True
-    if not x.is_floating_point():
-        return False
-    return torch.equal(x.to(torch.uint8).to(x.dtype), x)
+    if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int)
+                                   or chunk_size < 1):
+        raise ValueError(f"chunk_size must be an int >= 1 or None, got {chunk_size!r}")
+    if reduce not in (None, "sum", "mean"):
+        raise ValueError(f"reduce must be None, 'sum' or 'mean', got {reduce!r}")
+    num_steps = x_seq.shape[0]
+    if chunk_size is None or chunk_size >= num_steps:
+        out_seq = module(x_seq)
+        return out_seq if reduce is None else (out_seq.sum(0) if reduce == "sum" else out_seq.mean(0))
+    for name, layer in module.named_modules():
+        if isinstance(layer, nn.modules.batchnorm._BatchNorm) and layer.training:
+            raise ValueError(
+                f"run_chunked: {name or type(module).__name__} is a BatchNorm layer in training mode; its "
+                "statistics span all T steps, so the sequence cannot be cut into chunks "
+                "(use chunk_size=None, or model.eval())")
+    arena = SavedArena()
+    lifs = [layer for layer in module.modules() if isinstance(layer, FusedLIF)]
+    savers = [layer for layer in module.modules() if hasattr(type(layer), "_saved_arena")]
+    for lif in lifs:
+        lif._carry = _Carry(arena)
+    for layer in savers:
+        layer._saved_arena = arena
+    try:
+        outputs: list[Tensor] = []
+        total: Tensor | None = None
+        for chunk in x_seq.split(chunk_size):
+            out_seq = module(chunk)
+            if reduce is None:
+                outputs.append(out_seq)
+            else:
+                total = out_seq.sum(0) if total is None else total + out_seq.sum(0)
+    finally:
+        for lif in lifs:
+            del lif._carry
+        for layer in savers:
+            del layer._saved_arena
+    if reduce is None:
+        return torch.cat(outputs)
+    return total if reduce == "sum" else total / num_steps
 
 
 # ------------------------------------------------------------------------------ allocator

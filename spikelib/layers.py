@@ -46,7 +46,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from spikelib.engine import FOLD_TIME_CHOICES, FusedLIF, apply_seq, is_spike_train, spikes_saved_as_uint8
+from spikelib.engine import (FOLD_TIME_CHOICES, FusedLIF, SavedArena, apply_seq, is_spike_train,
+                             spikes_saved_as_uint8)
 from spikelib.neurons import LIF, PAPER_SPIKE_FN
 from spikelib.surrogate import SurrogateSpike
 
@@ -118,10 +119,10 @@ def sew_connect(spk: Tensor, skip: Tensor, connect: str = "add") -> Tensor:
     raise ValueError(f"connect must be one of {list(CONNECT_FUNCTIONS)}, got {connect!r}")
 
 
-def _seq_layer(module: nn.Module, x_seq: Tensor, fold_time: bool | str) -> Tensor:
+def _seq_layer(module: nn.Module, x_seq: Tensor, fold_time: bool | str, arena: SavedArena | None) -> Tensor:
     """``module`` over every step of ``x_seq``, keeping ``x_seq`` as uint8 if it is a spike train."""
     if torch.is_grad_enabled() and is_spike_train(x_seq):
-        with spikes_saved_as_uint8(x_seq):
+        with spikes_saved_as_uint8(x_seq, arena=arena):
             return apply_seq(module, x_seq, fold_time)
     return apply_seq(module, x_seq, fold_time)
 
@@ -145,6 +146,8 @@ class TimeDistributed(nn.Module):
             (:func:`spikelib.engine.resolve_fold_time`).
     """
 
+    _saved_arena: SavedArena | None = None  # set by spikelib.engine.run_chunked for one call
+
     def __init__(self, module: nn.Module, fold_time: bool | str = "auto") -> None:
         super().__init__()
         _check_choice("fold_time", fold_time, FOLD_TIME_CHOICES)
@@ -153,7 +156,7 @@ class TimeDistributed(nn.Module):
 
     def forward(self, x_seq: Tensor) -> Tensor:
         """``x_seq [T, B, ...] -> [T, B, ...]``."""
-        return _seq_layer(self.module, x_seq, self.fold_time)
+        return _seq_layer(self.module, x_seq, self.fold_time, self._saved_arena)
 
     def extra_repr(self) -> str:
         return f"fold_time={self.fold_time!r}"
@@ -161,6 +164,8 @@ class TimeDistributed(nn.Module):
 
 class _SpikingBase(nn.Module):
     """Shared LIF settings and the ``lifs`` listing."""
+
+    _saved_arena: SavedArena | None = None  # set by spikelib.engine.run_chunked for one call
 
     def __init__(self, beta: float, threshold: float, reset: str, spike_fn: SurrogateSpike,
                  fold_time: bool | str) -> None:
@@ -211,7 +216,7 @@ class SpikingConvBlock(_SpikingBase):
     def forward(self, x_seq: Tensor) -> Tensor:
         """``x_seq [T, B, C_in, H, W] -> spk_seq [T, B, C_out, H', W']``."""
         _check_seq(x_seq, self.conv.in_channels, type(self).__name__)
-        cur_seq = _batch_norm_seq(self.bn, _seq_layer(self.conv, x_seq, self.fold_time))
+        cur_seq = _batch_norm_seq(self.bn, _seq_layer(self.conv, x_seq, self.fold_time, self._saved_arena))
         return self.lif(cur_seq)
 
 
@@ -310,14 +315,14 @@ class SpikingResidualBlock(_SpikingBase):
         if self.shortcut is None:
             return x_seq
         skip = _batch_norm_seq(self.shortcut["bn"] if "bn" in self.shortcut else None,
-                               _seq_layer(self.shortcut["conv"], x_seq, self.fold_time))
+                               _seq_layer(self.shortcut["conv"], x_seq, self.fold_time, self._saved_arena))
         return self.shortcut["lif"](skip) if "lif" in self.shortcut else skip
 
     def forward(self, x_seq: Tensor) -> Tensor:
         """``x_seq [T, B, C_in, H, W] -> [T, B, C_out, H', W']``."""
         _check_seq(x_seq, self.conv1.in_channels, type(self).__name__)
-        spk1 = self.lif1(_batch_norm_seq(self.bn1, _seq_layer(self.conv1, x_seq, self.fold_time)))
-        cur2 = _batch_norm_seq(self.bn2, _seq_layer(self.conv2, spk1, self.fold_time))
+        spk1 = self.lif1(_batch_norm_seq(self.bn1, _seq_layer(self.conv1, x_seq, self.fold_time, self._saved_arena)))
+        cur2 = _batch_norm_seq(self.bn2, _seq_layer(self.conv2, spk1, self.fold_time, self._saved_arena))
         if self.kind == "membrane":
             cur2 = cur2 + self._skip(x_seq)
         spk2 = self.lif2(cur2)
