@@ -37,8 +37,11 @@ test-unit: install
 test-notebooks: install
 	$(PY) -m pytest notebooks --nbval-lax --nbval-current-env $(PYTEST_ARGS)
 
+# Ratios against a baseline measured in the same run; BENCH_ARGS=--quick for a short engine run.
 bench: install
 	$(PY) benchmarks/bench_data.py
+	$(PY) benchmarks/bench_engine.py $(BENCH_ARGS)
+	$(PY) benchmarks/bench_memory.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
