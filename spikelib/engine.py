@@ -38,7 +38,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from spikelib.fused import FusedLIF, _Carry, lif_seq_fused
+from spikelib.fused import FusedLIF, _Carry, _LIFSeqFunction, lif_seq_fused
 
 __all__ = [
     "FOLD_TIME_CHOICES",
@@ -99,11 +99,46 @@ def apply_seq(module: nn.Module, x_seq: Tensor, fold_time: bool | str = "auto") 
     return torch.stack([module(x) for x in x_seq.unbind(0)])
 
 
+# Autograd nodes whose output holds values of their (first) input: views, pooling, nearest upsampling.
+_SAME_VALUES = frozenset({
+    "ViewBackward0", "UnsafeViewBackward0", "SqueezeBackward0", "SqueezeBackward1", "UnsqueezeBackward0",
+    "UnbindBackward0", "SplitBackward0", "SelectBackward0", "SliceBackward0", "CloneBackward0",
+    "PermuteBackward0", "TransposeBackward0", "ExpandBackward0", "MaxPool2DWithIndicesBackward0",
+    "UpsampleNearest2DBackward0",
+})
+
+
+def _spike_bound(node: Any, depth: int = 12) -> int | None:
+    """Largest value a tensor made by autograd node ``node`` can hold, if it is a count of
+    spikes (a whole number >= 0) by construction; ``None`` if that cannot be told."""
+    if node is None or depth == 0:
+        return None
+    if isinstance(node, _LIFSeqFunction._backward_cls):  # type: ignore[attr-defined]
+        return 1
+    name = type(node).__name__
+    inputs = [fn for fn, _ in node.next_functions]
+    if name in _SAME_VALUES:
+        return _spike_bound(inputs[0], depth - 1)
+    if name in ("AddBackward0", "MulBackward0", "CatBackward0", "StackBackward0"):
+        if name == "AddBackward0" and getattr(node, "_saved_alpha", 1) != 1:
+            return None
+        bounds = [_spike_bound(fn, depth - 1) for fn in inputs]
+        if not bounds or any(b is None for b in bounds):
+            return None
+        if name == "AddBackward0":
+            return sum(bounds)  # type: ignore[arg-type]
+        return math.prod(bounds) if name == "MulBackward0" else max(bounds)  # type: ignore[type-var]
+    return None
+
+
 def is_spike_train(x: Tensor) -> bool:
     """True if ``x`` holds whole numbers in [0, 255], so :func:`spikes_saved_as_uint8` is exact.
 
-    The spikes of a :class:`FusedLIF` (or :func:`lif_seq_fused`) are trusted without a
-    look; any other floating-point tensor is checked (one conversion, one comparison).
+    Told from the autograd graph where it can be: the spikes of a :class:`FusedLIF` (or
+    :func:`lif_seq_fused`), their views, max-pools and nearest upsamplings, and sums and
+    products of such (SEW ``add`` and ``and``) need no look at the values. Any other
+    floating-point tensor (an encoded input, a SEW ``iand``) is checked (one conversion,
+    one comparison).
 
     Args:
         x (Tensor): e.g. a layer's input.
@@ -111,10 +146,9 @@ def is_spike_train(x: Tensor) -> bool:
     Returns:
         bool: whether ``x`` may be kept as ``uint8``.
     """
-    from spikelib.fused import _LIFSeqFunction
-
-    if isinstance(x.grad_fn, _LIFSeqFunction._backward_cls):  # type: ignore[attr-defined]
-        return True
+    bound = _spike_bound(x.grad_fn)
+    if bound is not None:
+        return bound <= 255
     if not x.is_floating_point():
         return False
     return torch.equal(x.to(torch.uint8).to(x.dtype), x)
@@ -325,7 +359,8 @@ def run_chunked(module: nn.Module, x_seq: Tensor, chunk_size: int | None = 1,
             if reduce is None:
                 outputs.append(out_seq)
             else:
-                total = out_seq.sum(0) if total is None else total + out_seq.sum(0)
+                part = out_seq.squeeze(0) if out_seq.shape[0] == 1 else out_seq.sum(0)
+                total = part if total is None else total + part
     finally:
         for lif in lifs:
             del lif._carry

@@ -47,7 +47,7 @@ class _LIFSeqFunction(torch.autograd.Function):
         spk_seq = torch.empty_like(mem_seq)
         mem_prev = mem_init
         # the previous step's spikes; the initial state may already be above threshold
-        spk_prev = (mem_init > threshold).to(mem_init.dtype)
+        spk_prev = torch.gt(mem_init, threshold, out=torch.empty_like(mem_init))
         fired = torch.empty(mem_seq.shape[1:], dtype=torch.bool, device=mem_seq.device) if reset == "zero" else None
         for cur, mem, spk in zip(cur_seq.unbind(0), mem_seq.unbind(0), spk_seq.unbind(0)):
             # the reference's order of floating-point operations, so the result is bit for
@@ -94,8 +94,9 @@ class _LIFSeqFunction(torch.autograd.Function):
                 grad_cur.add_(grad_mem_last)
         grad_mem_init = None
         if ctx.needs_input_grad[1]:
-            grad_mem_init = torch.zeros_like(grad_curs[0])
-            _add_carry(grad_mem_init, grad_curs[0], mem_init, beta, threshold, reset, scratch)
+            grad_mem_init = torch.mul(grad_curs[0], beta)
+            if reset == "zero":
+                grad_mem_init.masked_fill_(mem_init > threshold, 0.0)
         return grad_cur_seq, grad_mem_init, None, None, None, None, None
 
 
