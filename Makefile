@@ -2,6 +2,7 @@
 #   make lab    open JupyterLab on notebooks/ (creates .venv on first use)
 #   make test   unit tests + every notebook under nbval, offline, on CPU
 #   make bench  speed/memory benchmarks (not part of the test suite)
+#   make train  the main job: train the SNN and its ANN twin, evaluate, runs/<name>/report.md
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -15,7 +16,7 @@ TORCH_INDEX ?=
 # Running as root (containers, CI) needs --allow-root for JupyterLab.
 LAB_ROOT_FLAG := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
 
-.PHONY: install lab test test-unit test-notebooks run-notebooks bench clean
+.PHONY: install lab test test-unit test-notebooks run-notebooks bench clean train
 
 install: $(VENV)/.installed
 
@@ -49,3 +50,12 @@ clean:
 # Re-run every notebook top to bottom from a fresh kernel and save its outputs (commit them).
 run-notebooks: install
 	$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=1200 notebooks/*.ipynb
+
+# The main job (README "Main job"): generate the data if missing, train the spiking localizer
+# and its ANN twin, evaluate both on the held-out test split, write runs/$(TRAIN_CONFIG)/report.md
+# and print its table. --resume reuses finished checkpoints and continues an interrupted run;
+# `make train TRAIN_ARGS=--fresh` starts over.
+TRAIN_CONFIG ?= synthetic-cpu
+TRAIN_ARGS ?= --resume
+train: install
+	$(PY) -m spikelib train --config $(TRAIN_CONFIG) $(TRAIN_ARGS)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import os
 import shutil
 import time
 from pathlib import Path
@@ -210,6 +211,7 @@ def run_job(cfg: RunConfig, runs_dir: str | Path | None = None, *, resume: bool 
     from spikelib import report
 
     run_dir = Path(runs_dir or default_runs_dir()) / cfg.name
+    started, cpu_started, load_start = time.perf_counter(), time.process_time(), _load_average()
     want_cuda = cfg.train.device == "cuda" or (cfg.train.device == "auto" and torch.cuda.is_available())
     info = init_distributed("cuda" if want_cuda else "cpu")
     try:
@@ -246,10 +248,19 @@ def run_job(cfg: RunConfig, runs_dir: str | Path | None = None, *, resume: bool 
             results[kind] = {"history": history, "test": test, "predictions": predictions,
                              "num_params": sum(p.numel() for p in model.parameters()),
                              "train_seconds": sum(r["seconds"] for r in history)}
+            if kind == "snn" and info.is_main:
+                from spikelib.report import spike_activity
+
+                images = torch.stack([splits.test[i][0] for i in range(min(256, len(splits.test)))])
+                results[kind]["activity"] = spike_activity(model.cpu(), images)
+                model.to(device)
         if info.is_main:
-            report.write_report(run_dir, cfg, results, splits.test)
+            meta = {"wall_seconds": time.perf_counter() - started, "cpu_seconds": time.process_time() - cpu_started,
+                    "threads": torch.get_num_threads(), "device": str(device), "load_start": load_start,
+                    "load_end": _load_average()}
+            report.write_report(run_dir, cfg, results, splits.test, meta=meta)
             if print_fn is not None:
-                print_fn(report.format_summary(cfg, results, run_dir))
+                print_fn(report.format_summary(cfg, results, run_dir, meta))
         barrier(info)
         return results
     finally:
@@ -282,6 +293,14 @@ def load_trained(checkpoint: str | Path, cfg: RunConfig | None = None,
     model = build_model(state["kind"], cfg)
     model.load_state_dict(state["model"])
     return model, state, cfg
+
+
+def _load_average() -> float:
+    """The 1-minute load average of the machine (NaN where the OS does not report one)."""
+    try:
+        return os.getloadavg()[0]
+    except (OSError, AttributeError):
+        return float("nan")
 
 
 def evaluate_checkpoint(checkpoint: str | Path, cfg: RunConfig | None = None, split: str = "test",

@@ -186,11 +186,16 @@ def test_train_writes_report_figures_and_prints_the_table(tmp_path, data_root, c
     out = capsys.readouterr().out
     run = tmp_path / "runs" / "both"
     results = json.loads((run / "results.json").read_text())
-    assert set(results) == {"snn", "ann"} and results["snn"]["test"]["num_images"] == DATA.num_test
+    assert set(results) == {"snn", "ann", "meta"} and results["snn"]["test"]["num_images"] == DATA.num_test
+    assert results["meta"]["threads"] == 1 and results["meta"]["wall_seconds"] > 0
+    assert "job wall time" in out and "Job wall time" in (run / "report.md").read_text()
     row = next(line for line in out.splitlines() if line.startswith("| SNN |"))
     assert f"| {100 * results['snn']['test']['miou']:.1f} |" in row
     report = (run / "report.md").read_text()
     assert "| ANN twin |" in report and "![learning curves](curves.png)" in report and "| **mAP** |" in report
+    activity = results["snn"]["activity"]
+    assert list(activity) == ["enc1", "enc2", "enc3", "dec1", "dec2", "dec3"] and "| dec3 |" in report
+    assert all(0 <= a["rate"] <= 1 and 0 <= a["silent"] <= 1 for a in activity.values())
     assert (run / "curves.png").stat().st_size > 10_000 and (run / "gallery.png").stat().st_size > 10_000
     assert len((run / "ann" / "metrics.jsonl").read_text().splitlines()) == 1
 
