@@ -197,17 +197,19 @@ def run_way(way: str, size: int, num_steps: int, steps: int, warmup: int, thread
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     x_seq, images, target = make_batch(size, num_steps, BATCH)
     model_input = images if way == "floor" else x_seq
-    times = []
+    times, cpu_times = [], []
     for _ in range(warmup + steps):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         optimizer.zero_grad(set_to_none=True)
         loss = F.smooth_l1_loss(model(model_input), target)
         loss.backward()
         optimizer.step()
         times.append(time.perf_counter() - start)
-    step_s = statistics.median(times[warmup:])
-    return {"step_s": step_s * (num_steps if way == "floor" else 1), "peak_gb": peak_rss_gb(),
-            "loss": float(loss)}
+        cpu_times.append(time.process_time() - cpu_start)
+    scale = num_steps if way == "floor" else 1
+    return {"step_s": statistics.median(times[warmup:]) * scale,
+            "cpu_s": statistics.median(cpu_times[warmup:]) * scale,
+            "peak_gb": peak_rss_gb(), "loss": float(loss)}
 
 
 def run_check(size: int, num_steps: int, batch: int = 2) -> dict:

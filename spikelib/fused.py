@@ -14,6 +14,7 @@ reference in ``tests/test_engine.py``.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -36,26 +37,35 @@ def _as_float(value: float | Tensor, name: str) -> float:
     return float(value)
 
 
+def _is_power_of_two(value: float) -> bool:
+    return value > 0 and math.frexp(value)[0] == 0.5
+
+
 class _LIFSeqFunction(torch.autograd.Function):
     """The LIF recurrence over ``[T, B, ...]``; saves only the membrane trace."""
 
     @staticmethod
-    def forward(ctx: Any, cur_seq: Tensor, mem_init: Tensor, beta: float, threshold: float,
-                reset: str, spike_fn: SurrogateSpike, out: tuple[Tensor] | None) -> tuple[Tensor, Tensor]:
-        # ``out``: a preallocated trace, wrapped so autograd does not take it for an input
-        mem_seq = torch.empty_like(cur_seq, memory_format=torch.contiguous_format) if out is None else out[0]
+    def forward(ctx: Any, cur_seq: Tensor, mem_init: Tensor, beta: float, threshold: float, reset: str,
+                spike_fn: SurrogateSpike, extras: tuple[Tensor | None, Tensor | None]) -> tuple[Tensor, Tensor]:
+        # extras (a tuple, so autograd does not take them for inputs): a preallocated trace,
+        # and the spikes of the step before the first (if the caller has them; else recomputed)
+        mem_out, spk_init = extras
+        mem_seq = torch.empty_like(cur_seq, memory_format=torch.contiguous_format) if mem_out is None else mem_out
         spk_seq = torch.empty_like(mem_seq)
         mem_prev = mem_init
-        # the previous step's spikes; the initial state may already be above threshold
-        spk_prev = torch.gt(mem_init, threshold, out=torch.empty_like(mem_init))
-        fired = torch.empty(mem_seq.shape[1:], dtype=torch.bool, device=mem_seq.device) if reset == "zero" else None
+        spk_prev = torch.gt(mem_init, threshold, out=torch.empty_like(mem_init)) if spk_init is None else spk_init
+        # beta a power of two: beta U is exact, so I + beta U in one pass rounds as the reference does
+        one_pass = reset != "zero" and _is_power_of_two(beta)
         for cur, mem, spk in zip(cur_seq.unbind(0), mem_seq.unbind(0), spk_seq.unbind(0)):
-            # the reference's order of floating-point operations, so the result is bit for
-            # bit the same: beta U[t-1] (zeroed where S[t-1] = 1 for reset="zero"), + I[t], - S[t-1] theta
-            torch.mul(mem_prev, beta, out=mem)
-            if reset == "zero":
-                mem.masked_fill_(torch.gt(spk_prev, 0.0, out=fired), 0.0)
-            mem.add_(cur)
+            # the reference's floating-point operations, so the result is bit for bit the same:
+            # beta U[t-1] (zeroed where S[t-1] = 1 for reset="zero"), + I[t], - S[t-1] theta
+            if one_pass:
+                torch.add(cur, mem_prev, alpha=beta, out=mem)
+            else:
+                torch.mul(mem_prev, beta, out=mem)
+                if reset == "zero":
+                    mem.addcmul_(mem, spk_prev, value=-1.0)  # exactly 0 where S[t-1] = 1
+                mem.add_(cur)
             if reset == "subtract":
                 mem.sub_(spk_prev, alpha=threshold)
             torch.gt(mem, threshold, out=spk)  # H(U - theta), H(0) = 0
@@ -94,9 +104,8 @@ class _LIFSeqFunction(torch.autograd.Function):
                 grad_cur.add_(grad_mem_last)
         grad_mem_init = None
         if ctx.needs_input_grad[1]:
-            grad_mem_init = torch.mul(grad_curs[0], beta)
-            if reset == "zero":
-                grad_mem_init.masked_fill_(mem_init > threshold, 0.0)
+            grad_mem_init = torch.zeros_like(scratch)
+            _add_carry(grad_mem_init, grad_curs[0], mem_init, beta, threshold, reset, scratch)
         return grad_cur_seq, grad_mem_init, None, None, None, None, None
 
 
@@ -107,19 +116,20 @@ def _add_carry(grad: Tensor, grad_next: Tensor, mem: Tensor | None, beta: float,
     The reset term carries no gradient of its own (it is detached, as in snnTorch).
     """
     if reset == "zero":
-        torch.mul(grad_next, beta, out=scratch).masked_fill_(mem > threshold, 0.0)
-        grad.add_(scratch)
+        torch.gt(mem, threshold, out=scratch).sub_(1.0).mul_(-beta)  # beta (1 - S[t])
+        grad.addcmul_(grad_next, scratch)
     else:
         grad.add_(grad_next, alpha=beta)
 
 
 def _run_fused(cur_seq: Tensor, params: LIFParams, spike_fn: SurrogateSpike, state: LIFState | None,
-               mem_seq: Tensor | None = None) -> tuple[Tensor, LIFState]:
-    """:func:`lif_seq_fused` without argument checks; ``mem_seq``: where to write the trace."""
+               mem_seq: Tensor | None = None, spk_prev: Tensor | None = None) -> tuple[Tensor, LIFState]:
+    """:func:`lif_seq_fused` without argument checks; ``mem_seq``: where to write the trace;
+    ``spk_prev``: the spikes of the step before (computed from ``state`` if None)."""
     beta, threshold = _as_float(params.beta, "beta"), _as_float(params.threshold, "threshold")
     mem_init = cur_seq.new_zeros(cur_seq.shape[1:]) if state is None else state.mem
     spk_seq, mem_last = _LIFSeqFunction.apply(cur_seq, mem_init, beta, threshold, params.reset,
-                                              spike_fn, None if mem_seq is None else (mem_seq,))
+                                              spike_fn, (mem_seq, spk_prev))
     return spk_seq, LIFState(mem_last)
 
 
@@ -174,10 +184,11 @@ class _Carry:
     """What a :class:`FusedLIF` keeps from one chunk of a sequence to the next (see
     :func:`spikelib.engine.run_chunked`): its state, and where to store membrane traces."""
 
-    __slots__ = ("state", "arena")
+    __slots__ = ("state", "spk", "arena")
 
     def __init__(self, arena: Any = None) -> None:
         self.state: LIFState | None = None
+        self.spk: Tensor | None = None  # spikes of the last step, so they are not recomputed
         self.arena = arena
 
 
@@ -205,5 +216,7 @@ class FusedLIF(LIF):
         mem_seq = None
         if carry.arena is not None and torch.is_grad_enabled():
             mem_seq = carry.arena.empty(cur_seq.shape, cur_seq.dtype, cur_seq.device)
-        spk_seq, carry.state = _run_fused(cur_seq, self.params, self.spike_fn, carry.state, mem_seq)
+        spk_seq, carry.state = _run_fused(cur_seq, self.params, self.spike_fn, carry.state, mem_seq,
+                                          None if carry.spk is None else carry.spk.detach())
+        carry.spk = spk_seq[-1]
         return spk_seq

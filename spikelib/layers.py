@@ -4,7 +4,7 @@ Spiking blocks take and return sequences ``[T, B, C, H, W]`` (time first) of spi
 each twin has the same layers with ReLU in place of the LIF neuron and no time,
 ``[B, C, H, W] -> [B, C, H, W]``, so a spiking network and its ANN twin differ in the
 neuron only. Every block is a plain ``nn.Module``; the spiking ones run on the engine of
-:mod:`spikelib.engine` (fused LIF recurrence, spikes kept as ``uint8`` for the backward
+:mod:`spikelib.engine` (fused LIF recurrence, spikes kept as ``int8`` for the backward
 pass), which changes how fast they run and how much memory they need, never the
 result.
 
@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from spikelib.engine import (FOLD_TIME_CHOICES, FusedLIF, SavedArena, apply_seq, is_spike_train,
-                             spikes_saved_as_uint8)
+                             spikes_saved_as_int8)
 from spikelib.neurons import LIF, PAPER_SPIKE_FN
 from spikelib.surrogate import SurrogateSpike
 
@@ -120,9 +120,9 @@ def sew_connect(spk: Tensor, skip: Tensor, connect: str = "add") -> Tensor:
 
 
 def _seq_layer(module: nn.Module, x_seq: Tensor, fold_time: bool | str, arena: SavedArena | None) -> Tensor:
-    """``module`` over every step of ``x_seq``, keeping ``x_seq`` as uint8 if it is a spike train."""
+    """``module`` over every step of ``x_seq``, keeping ``x_seq`` as int8 if it is a spike train."""
     if torch.is_grad_enabled() and is_spike_train(x_seq):
-        with spikes_saved_as_uint8(x_seq, arena=arena):
+        with spikes_saved_as_int8(x_seq, arena=arena):
             return apply_seq(module, x_seq, fold_time)
     return apply_seq(module, x_seq, fold_time)
 
@@ -138,7 +138,7 @@ class TimeDistributed(nn.Module):
     """A stateless layer applied to every step of a sequence ``[T, B, ...]``.
 
     For pooling and upsampling between spiking blocks (e.g. ``TimeDistributed(nn.MaxPool2d(2))``).
-    When the input is a spike train its copy for the backward pass is kept as ``uint8``.
+    When the input is a spike train its copy for the backward pass is kept as ``int8``.
 
     Args:
         module (nn.Module): a layer ``[B, ...] -> [B, ...]`` with no state between calls.
