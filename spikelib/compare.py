@@ -19,7 +19,8 @@ What is measured, per model:
 * **spikes**: firing rate of every LIF layer at every step
   (:func:`spikelib.energy.spike_rates_per_step`);
 * **latency**: mIoU of the prediction the SNN would give if stopped after step
-  :math:`t` (:func:`latency_curve`), and the first step that reaches 90 % of the final mIoU;
+  :math:`t` (:func:`spikelib.latency.latency_curve`), and the first step that reaches
+  90 % of the final mIoU;
 * **robustness**: mIoU under four corruptions at five severities and the mean relative
   accuracy drop, mRAD (:mod:`spikelib.robustness`).
 """
@@ -31,22 +32,24 @@ import logging
 import math
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from spikelib.compare_table import (COLUMNS, STUDY_FILE, comparison_table, load_study, study_markdown,
                                     table_markdown, write_study)
 from spikelib.energy import energy_per_image, spike_rates_per_step
+from spikelib.latency import first_good_step, latency_curve, predictions_per_step
 from spikelib.robustness import CORRUPTIONS, NUM_SEVERITIES, robustness_sweep
 
-__all__ = ["StudyConfig", "Variant", "study_variants", "predictions_per_step", "latency_curve", "first_good_step",
-           "measure_model", "run_study", "ROBUSTNESS_CHOICES",
+__all__ = ["StudyConfig", "Variant", "study_variants", "variant_from_name", "load_study_model", "predictions_per_step",
+           "latency_curve", "first_good_step",
+           "measure_model", "run_study", "ROBUSTNESS_CHOICES",  # latency: from spikelib.latency
            # the table, from spikelib.compare_table
            "COLUMNS", "STUDY_FILE", "comparison_table", "table_markdown", "study_markdown", "write_study", "load_study"]
 
@@ -144,81 +147,55 @@ def study_variants(model_cfg: Any, study: StudyConfig) -> list[Variant]:
     return variants
 
 
-# ------------------------------------------------------------------------------ latency
+def variant_from_name(model_cfg: Any, name: str) -> Variant:
+    """The :class:`Variant` a study name stands for: ``"ann"`` or ``"snn-T<T>-<coding>"``.
 
-def predictions_per_step(model: nn.Module, images: Tensor) -> list[Any]:
-    r"""What the spiking localizer would predict if it stopped after each step.
-
-    With :math:`S[t]` the spikes of the last decoder layer, the head reads at step
-    :math:`t` the rate so far, :math:`\frac{1}{t+1}\sum_{t' \le t} S[t']` (readout
-    "mean"), or :math:`S[t]` (readout "last"). Every layer is causal, so these are the
-    predictions of the same network run for :math:`t+1` steps (for direct and rate
-    coding; latency coding spreads its spikes over all :math:`T` steps, so an early stop
-    has seen only the brightest pixels). The last entry equals ``model(images)``.
-
-    Args:
-        model: a :class:`~spikelib.models.SpikingLocalizer` (anything with ``record``,
-            ``head`` and ``config.readout``).
-        images (Tensor[B, C, H, W]): a batch.
-
-    Returns:
-        list[Prediction]: ``T`` predictions, one per step.
-    """
-    record = model.record(images)
-    spk_seq = record.outputs[model.config.layer_names()[-1]]  # [T, B, C, H, W]
-    if model.config.readout == "mean":
-        counts = torch.arange(1, spk_seq.shape[0] + 1, dtype=spk_seq.dtype, device=spk_seq.device)
-        features = spk_seq.cumsum(0) / counts.view(-1, *([1] * (spk_seq.ndim - 1)))
-    else:
-        features = spk_seq
-    return [model.head(f) for f in features]
-
-
-@torch.no_grad()
-def latency_curve(model: nn.Module, dataset: Dataset, batch_size: int = 100) -> dict[str, list[float]]:
-    """mIoU, CorLoc and class accuracy of :func:`predictions_per_step` at every step.
-
-    Args:
-        model: a spiking localizer (see :func:`predictions_per_step`).
-        dataset: items ``(image, {"box", "label", ...})``.
-        batch_size: images per batch.
-
-    Returns:
-        dict: ``miou``, ``corloc``, ``accuracy``: lists of length T.
-    """
-    from spikelib import metrics
-
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    boxes: list[list[Tensor]] = []
-    labels: list[list[Tensor]] = []
-    true_boxes, true_labels = [], []
-    for images, targets in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-        steps = predictions_per_step(model, images.to(device))
-        if not boxes:
-            boxes, labels = [[] for _ in steps], [[] for _ in steps]
-        for t, pred in enumerate(steps):
-            boxes[t].append(pred.boxes.float().cpu())
-            labels[t].append(pred.logits.argmax(1).cpu())
-        true_boxes.append(targets["box"].float())
-        true_labels.append(targets["label"])
-    model.train(was_training)
-    truth, classes = torch.cat(true_boxes), torch.cat(true_labels)
-    return {"miou": [metrics.mean_iou(torch.cat(b), truth) for b in boxes],
-            "corloc": [metrics.corloc(torch.cat(b), truth) for b in boxes],
-            "accuracy": [float((torch.cat(lab) == classes).float().mean()) for lab in labels]}
-
-
-def first_good_step(curve: Sequence[float], share: float = 0.9) -> int:
-    """The first step (1-based) whose value reaches ``share`` of the last step's.
+    Raises:
+        ValueError: a name of another form.
 
     Example:
-        >>> first_good_step([0.1, 0.5, 0.58, 0.6])
-        3
+        >>> from spikelib.models import preset
+        >>> variant_from_name(preset("tiny"), "snn-T8-rate").model.num_steps
+        8
     """
-    target = share * curve[-1]
-    return next(t + 1 for t, value in enumerate(curve) if value >= target)
+    if name == "ann":
+        return Variant("ann", "ann", model_cfg)
+    kind, steps, coding = (name.split("-", 2) + ["", ""])[:3]
+    if kind != "snn" or not steps.startswith("T") or not steps[1:].isdigit() or not coding:
+        raise ValueError(f"a study model is named 'ann' or 'snn-T<steps>-<coding>' (e.g. 'snn-T4-direct'), "
+                         f"got {name!r}")
+    return Variant(name, "snn", model_cfg.replace(num_steps=int(steps[1:]), coding=coding))
+
+
+def load_study_model(cfg: Any, name: str, runs_dir: str | Path | None = None) -> nn.Module:
+    """A trained model of a study, on the CPU, in eval mode: its checkpoint, or the main job's.
+
+    Args:
+        cfg: the study's run configuration.
+        name: the model's name in the study (``"ann"``, ``"snn-T4-direct"``).
+        runs_dir: parent of the run folders (default ``<repository>/runs``).
+
+    Raises:
+        FileNotFoundError: no checkpoint for it (run the study first).
+        CheckpointError: a checkpoint of another model configuration.
+    """
+    from spikelib.checkpoint import check_compatible, load_checkpoint
+    from spikelib.job import build_model, default_runs_dir
+    from spikelib.train import CHECKPOINT
+
+    variant = variant_from_name(cfg.model, name)
+    run_root = Path(runs_dir or default_runs_dir()) / cfg.name
+    for path in (run_root / "compare" / name / CHECKPOINT, run_root / variant.kind / CHECKPOINT):
+        if path.is_file():
+            state = load_checkpoint(path)
+            if path.parent.name == name or state["model_config"] == variant.model.to_dict():
+                check_compatible(state, variant.kind, variant.model.to_dict(), path)
+                variant_cfg = type(cfg).from_dict({**cfg.to_dict(), "model": variant.model.to_dict()})
+                model = build_model(variant.kind, variant_cfg)
+                model.load_state_dict(state["model"])
+                return model.eval()
+    raise FileNotFoundError(f"no checkpoint of {name!r} under {run_root}; run the study first "
+                            f"(spikelib.compare.run_study or `python -m spikelib compare`)")
 
 
 # ------------------------------------------------------------------------------ one model
@@ -370,6 +347,12 @@ def run_study(cfg: Any, study: StudyConfig = StudyConfig(), runs_dir: str | Path
         shutil.rmtree(folder)
     _check_study_folder(folder, study)
     device = resolve_device(cfg.train.device)
+    if cfg.train.num_threads:
+        torch.set_num_threads(cfg.train.num_threads)
+    if device.type == "cpu":  # as the main job does: keep freed activations in the process between steps
+        from spikelib.engine import configure_cpu_allocator
+
+        configure_cpu_allocator()
     splits = build_data(cfg.data, cfg.seed, progress=progress)
     train_set = _first(splits.train, study.train_images)
     test_set = _first(splits.test, study.test_images)

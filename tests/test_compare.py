@@ -10,8 +10,7 @@ import pytest
 import torch
 
 import spikelib.compare
-from spikelib.compare import (StudyConfig, first_good_step, latency_curve, predictions_per_step, run_study,
-                              study_variants)
+from spikelib.compare import StudyConfig, load_study_model, run_study, study_variants, variant_from_name
 from spikelib.compare_table import comparison_table, load_study, table_markdown, write_study
 from spikelib.models import build_localizer, preset
 
@@ -31,6 +30,14 @@ def test_variants_sweep_t_with_the_config_code_and_compare_codes_at_one_t():
     assert variants[-1].model.encoder_channels == cfg.encoder_channels
 
 
+def test_variant_names_round_trip():
+    cfg = preset("tiny", num_steps=4)
+    for variant in study_variants(cfg, StudyConfig(num_steps=(1, 8), codings=("latency",))):
+        assert variant_from_name(cfg, variant.name) == variant
+    with pytest.raises(ValueError, match="snn-T<steps>-<coding>"):
+        variant_from_name(cfg, "snn-4-direct")
+
+
 @pytest.mark.parametrize(("kwargs", "match"), [
     ({"num_steps": (0,)}, "num_steps must be ints >= 1"),
     ({"codings": ("morse",)}, "codings must be among"),
@@ -43,53 +50,6 @@ def test_study_config_names_the_bad_value(kwargs, match):
         StudyConfig(**kwargs)
     with pytest.raises(ValueError, match="unknown StudyConfig key"):
         StudyConfig.from_dict({"epochs": 3})
-
-
-@pytest.mark.parametrize("readout", ["mean", "last"])
-def test_prediction_at_step_t_is_the_same_network_run_for_t_steps(readout):
-    torch.manual_seed(0)
-    cfg = preset("tiny", num_classes=3, num_steps=4, coding="direct", readout=readout, init_gain=2.5)
-    model = build_localizer(cfg).eval()
-    images = torch.rand(3, 1, 32, 32)
-    with torch.no_grad():
-        steps = predictions_per_step(model, images)
-        assert len(steps) == 4
-        for t in range(4):  # every layer is causal: stopping after t + 1 steps gives the same spikes
-            shorter = build_localizer(cfg.replace(num_steps=t + 1)).eval()
-            shorter.load_state_dict(model.state_dict())
-            expected = shorter(images)
-            torch.testing.assert_close(steps[t].boxes, expected.boxes)
-            torch.testing.assert_close(steps[t].logits, expected.logits)
-    assert not torch.equal(steps[0].boxes, steps[-1].boxes)  # the readout does change over time
-
-
-class _Items(torch.utils.data.Dataset):
-    def __init__(self, images, boxes, labels):
-        self.images, self.boxes, self.labels = images, boxes, labels
-
-    def __len__(self):
-        return len(self.images)
-
-    def __getitem__(self, i):
-        return self.images[i], {"box": self.boxes[i], "label": self.labels[i], "index": i}
-
-
-def test_latency_curve_ends_at_the_models_own_score():
-    from spikelib import metrics
-
-    torch.manual_seed(1)
-    model = build_localizer(preset("tiny", num_classes=3, num_steps=3, init_gain=2.5)).eval()
-    images = torch.rand(10, 1, 32, 32)
-    boxes = torch.tensor([[0.2, 0.2, 0.7, 0.6]]).repeat(10, 1)
-    curve = latency_curve(model, _Items(images, boxes, torch.zeros(10, dtype=torch.long)), batch_size=4)
-    assert [len(v) for v in curve.values()] == [3, 3, 3]
-    with torch.no_grad():
-        assert curve["miou"][-1] == pytest.approx(metrics.mean_iou(model(images).boxes, boxes))
-
-
-def test_first_good_step_is_one_based_and_reaches_the_share():
-    assert first_good_step([0.5, 0.5]) == 1
-    assert first_good_step([0.0, 0.2, 0.45, 0.5], share=0.9) == 3
 
 
 def _results() -> dict:
@@ -118,7 +78,8 @@ def test_table_has_one_row_per_model_with_the_energy_ratio_to_the_ann():
     assert snn["T"] == 4 and math.isnan(ann["T"]) and math.isnan(ann["mean_rate"])
     assert ann["mrad"] == pytest.approx(0.3) and math.isnan(snn["mrad"])
     markdown = table_markdown(table)
-    assert "| snn-T4-direct | 4 | direct | 55.0 | 50.0 | 25.0 | 0.2 | 1.2 | 2 | 5.00× | 0.125 | 3 | – | – |" in markdown
+    row = "| snn-T4-direct | 4 | direct | 55.0 | 50.0 | 25.0 | 0.2 | 1.2 | 2 | 5.00× | 0.125 | 3 | – | – |"
+    assert row in markdown
     assert markdown.splitlines()[0].startswith("| model | T | coding | mIoU %")
 
 
@@ -171,8 +132,11 @@ device = "cpu"
 
 def test_study_end_to_end_reuses_checkpoints_and_the_main_job(tmp_path, synth_root, synth_config):
     from spikelib.config import load_config
+    from spikelib.job import build_data
+    from spikelib.train import evaluate
 
     cfg = load_config(_write_config(tmp_path, synth_root, synth_config))
+    test_set = build_data(cfg.data, progress=False).test
     study = StudyConfig(num_steps=(1,), codings=("rate",), coding_steps=1, corruptions=("jpeg", "gaussian_noise"),
                         severities=(5,), robustness="reference", energy_images=4, batch_size=16)
     runs = tmp_path / "runs"
@@ -192,6 +156,10 @@ def test_study_end_to_end_reuses_checkpoints_and_the_main_job(tmp_path, synth_ro
     for name, model in first["models"].items():
         if model["coding"] != "rate":  # rate coding draws new spikes each run
             assert again["models"][name]["test"] == model["test"]
+    loaded = load_study_model(cfg, "snn-T2-direct", runs)
+    assert evaluate(loaded, test_set)["miou"] == pytest.approx(snn["test"]["miou"])
+    with pytest.raises(FileNotFoundError, match="run the study first"):
+        load_study_model(cfg, "snn-T8-direct", runs)
     write_study(first, runs / "tiny-compare" / "compare")
     with pytest.raises(ValueError, match="train_images=0, this study asks for 20"):
         run_study(cfg, StudyConfig(**{**study.__dict__, "train_images": 20}), runs, progress=False)
