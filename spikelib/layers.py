@@ -213,11 +213,24 @@ class SpikingConvBlock(_SpikingBase):
         self.conv, self.bn = _conv_bn(in_channels, out_channels, kernel_size, stride, batch_norm, bias)
         self.lif = self._new_lif()
 
+    def current_seq(self, x_seq: Tensor) -> Tensor:
+        """The LIF input: ``x_seq [T, B, C_in, H, W] -> cur_seq [T, B, C_out, H', W']`` (conv, BN)."""
+        _check_seq(x_seq, self.conv.in_channels, type(self).__name__)
+        return _batch_norm_seq(self.bn, _seq_layer(self.conv, x_seq, self.fold_time, self._saved_arena))
+
+    def current(self, x: Tensor) -> Tensor:
+        """One step of :meth:`current_seq`: ``x [B, C_in, H, W] -> cur [B, C_out, H', W']``.
+
+        In training mode, BatchNorm here normalizes with the statistics of this one step's
+        batch (and updates its running statistics once per step), not of the whole sequence
+        as :meth:`current_seq` does; in eval mode both use the same running statistics.
+        """
+        cur = self.conv(x)
+        return self.bn(cur) if self.bn is not None else cur
+
     def forward(self, x_seq: Tensor) -> Tensor:
         """``x_seq [T, B, C_in, H, W] -> spk_seq [T, B, C_out, H', W']``."""
-        _check_seq(x_seq, self.conv.in_channels, type(self).__name__)
-        cur_seq = _batch_norm_seq(self.bn, _seq_layer(self.conv, x_seq, self.fold_time, self._saved_arena))
-        return self.lif(cur_seq)
+        return self.lif(self.current_seq(x_seq))
 
 
 def _conv_bn(in_channels: int, out_channels: int, kernel_size: int, stride: int, batch_norm: bool,

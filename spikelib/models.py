@@ -33,9 +33,9 @@ from spikelib.surrogate import SurrogateSpike, get_surrogate
 
 __all__ = [
     "MLPRecord", "SpikingMLP",
-    "BOX_PARAMS", "READOUTS", "CODINGS", "PRESETS", "Prediction", "LocalizerConfig", "LocalizerRecord",
+    "BOX_PARAMS", "READOUTS", "CODINGS", "NORMS", "PRESETS", "Prediction", "LocalizerConfig", "LocalizerRecord",
     "decode_boxes", "preset", "LocalizationHead", "SpikingLocalizer", "AnnLocalizer", "build_localizer",
-    "build_ann_twin",
+    "build_ann_twin", "leaky_integrate_seq",
 ]
 
 
@@ -151,8 +151,10 @@ class SpikingMLP(nn.Module):
 
 #: Box parameterisations of the head (see :func:`decode_boxes`).
 BOX_PARAMS: tuple[str, ...] = ("cxcywh", "xyxy")
-#: How the spiking output is read over time (see :meth:`SpikingLocalizer.readout_features`).
-READOUTS: tuple[str, ...] = ("mean", "last")
+#: How the spiking output is read over time (see :meth:`SpikingLocalizer.readout_seq`).
+READOUTS: tuple[str, ...] = ("mean", "last", "membrane")
+#: Normalisation after every convolution (see :class:`LocalizerConfig` ``norm``).
+NORMS: tuple[str, ...] = ("none", "batch")
 #: Input codes (see :mod:`spikelib.encoding`).
 CODINGS: tuple[str, ...] = ("direct", "rate", "latency")
 
@@ -255,7 +257,14 @@ class LocalizerConfig:
         coding (str): input code, one of :data:`CODINGS`.
         rate_gain (float): gain of the rate code (spike probability = gain x intensity).
         readout (str): "mean" (head on the spike rate of the last decoder layer over the
-            T steps) or "last" (head on its spikes at the last step, as Barchid et al.).
+            T steps), "last" (head on its spikes at the last step, as Barchid et al.) or
+            "membrane" (head on the time-averaged potential of a non-spiking leaky
+            integrator fed by the last decoder layer's input current; see
+            :meth:`SpikingLocalizer.readout_seq`). The ANN twin ignores it.
+        norm (str): "none" or "batch": BatchNorm between every convolution and its neuron
+            (ANN: conv -> BN -> ReLU; SNN: conv -> BN -> LIF with statistics over time and
+            batch together, tdBN-like, see :mod:`spikelib.layers`). Convolutions lose their
+            bias with BN (its shift replaces it).
         box_param (str): one of :data:`BOX_PARAMS`.
         init_gain (float): the SNN's convolutions start from He-normal weights times this
             gain (the twin uses 1): spikes are sparse and non-negative, so with gain 1 the
@@ -281,6 +290,7 @@ class LocalizerConfig:
     coding: str = "direct"
     rate_gain: float = 1.0
     readout: str = "mean"
+    norm: str = "none"
     box_param: str = "cxcywh"
     init_gain: float = 1.5
 
@@ -320,7 +330,8 @@ class LocalizerConfig:
                              f"got {self.head_pool!r}")
         check_lif_params(LIFParams(self.beta, self.threshold, self.reset))
         get_surrogate(self.surrogate)  # raises on an unknown name
-        for name, allowed in (("coding", CODINGS), ("readout", READOUTS), ("box_param", BOX_PARAMS)):
+        for name, allowed in (("coding", CODINGS), ("readout", READOUTS), ("norm", NORMS),
+                              ("box_param", BOX_PARAMS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {list(allowed)}, got {getattr(self, name)!r}")
         if not self.rate_gain >= 0:
@@ -507,10 +518,14 @@ class LocalizerRecord(NamedTuple):
         outputs (dict[str, Tensor]): layer name -> its output: spikes ``[T, B, C, H, W]``
             for the SNN, ReLU activations ``[B, C, H, W]`` for the ANN.
         prediction (Prediction): what ``forward`` returns.
+        readout_seq (Tensor[T, B, C, H, W] or None): SNN only: what the head would read
+            if the network stopped after each step (detached;
+            :meth:`SpikingLocalizer.readout_seq`); its last step gives ``prediction``.
     """
 
     outputs: dict[str, Tensor]
     prediction: Prediction
+    readout_seq: Tensor | None = None
 
 
 class SpikingLocalizer(_Pyramid):
@@ -529,6 +544,13 @@ class SpikingLocalizer(_Pyramid):
     (skip). The head reads the last decoder layer, ``readout="mean"``:
     :math:`\mathrm{head}(\frac1T \sum_t S_{\mathrm{dec}L}[t])`, ``readout="last"``:
     :math:`\mathrm{head}(S_{\mathrm{dec}L}[T-1])`.
+    ``readout="membrane"``: :math:`\mathrm{head}(\frac1T \sum_t M[t])` with
+    :math:`M[t] = \beta M[t-1] + I_{\mathrm{dec}L}[t]` the potential of a non-spiking leaky
+    integrator fed by the last decoder layer's input current (:func:`leaky_integrate_seq`);
+    that layer's neurons still fire (their spikes are recorded and counted), but the head
+    does not read them. With ``norm="batch"``, :math:`W_l * X_l[t] + b_l` above becomes
+    :math:`\mathrm{BN}_l(W_l * X_l[t])`, statistics over all steps and samples together
+    (over one step's batch in :meth:`step`, see :meth:`spikelib.layers.SpikingConvBlock.current`).
 
     Two ways to run it: :meth:`forward` / :meth:`record` process layer by layer over
     the whole sequence (fast; the graph spans all T steps, for BPTT); :meth:`step`
@@ -547,8 +569,8 @@ class SpikingLocalizer(_Pyramid):
         spike_fn = _spike_fn(config) if isinstance(config, LocalizerConfig) else None
 
         def block(c_in: int, c_out: int, k: int) -> SpikingConvBlock:
-            return SpikingConvBlock(c_in, c_out, k, beta=config.beta, threshold=config.threshold,
-                                    reset=config.reset, spike_fn=spike_fn)
+            return SpikingConvBlock(c_in, c_out, k, batch_norm=config.norm == "batch", beta=config.beta,
+                                    threshold=config.threshold, reset=config.reset, spike_fn=spike_fn)
 
         super().__init__(config, block)
         _init_convs(self, config.init_gain)
@@ -564,9 +586,46 @@ class SpikingLocalizer(_Pyramid):
             return latency_encode(images, cfg.num_steps, linear=True, normalize=cfg.num_steps > 1)
         return direct_encode(images, cfg.num_steps)
 
-    def readout_features(self, spk_seq: Tensor) -> Tensor:
-        """What the head sees: ``[T, B, C, H, W] -> [B, C, H, W]`` (config's readout)."""
-        return spk_seq[-1] if self.config.readout == "last" else spk_seq.mean(0)
+    def readout_features(self, spk_seq: Tensor, cur_seq: Tensor | None = None) -> Tensor:
+        r"""What the head sees: ``[T, B, C, H, W] -> [B, C, H, W]`` (config's readout).
+
+        Args:
+            spk_seq (Tensor[T, B, C, H, W]): spikes of the last decoder layer.
+            cur_seq (Tensor[T, B, C, H, W], optional): its input current (conv, BN);
+                needed by readout "membrane" only.
+
+        Returns:
+            Tensor[B, C, H, W]: :math:`\frac1T\sum_t S[t]` ("mean"), :math:`S[T-1]`
+            ("last") or :math:`\frac1T\sum_t M[t]` ("membrane", :func:`leaky_integrate_seq`
+            of ``cur_seq`` with the layer's ``beta``).
+        """
+        readout = self.config.readout
+        if readout == "last":
+            return spk_seq[-1]
+        if readout == "mean":
+            return spk_seq.mean(0)
+        if cur_seq is None:
+            raise ValueError("readout='membrane' reads the last layer's input current: pass cur_seq")
+        return leaky_integrate_seq(cur_seq, self.config.beta).mean(0)
+
+    def readout_seq(self, spk_seq: Tensor, cur_seq: Tensor | None = None) -> Tensor:
+        r"""What the head would read if the run stopped after each step: ``[T, B, C, H, W]``.
+
+        Entry :math:`t` is :meth:`readout_features` of the first :math:`t+1` steps: the
+        running spike rate :math:`\frac{1}{t+1}\sum_{t'\le t} S[t']` ("mean"), the spikes
+        :math:`S[t]` ("last"), or the running mean :math:`\frac{1}{t+1}\sum_{t'\le t} M[t']`
+        of the leaky integrator (:func:`leaky_integrate_seq`) of the last layer's current
+        ("membrane"). Every layer is causal, so these are the features of shorter runs.
+        """
+        readout = self.config.readout
+        if readout == "last":
+            return spk_seq
+        if readout == "membrane":
+            if cur_seq is None:
+                raise ValueError("readout='membrane' reads the last layer's input current: pass cur_seq")
+            spk_seq = leaky_integrate_seq(cur_seq, self.config.beta)
+        counts = torch.arange(1, spk_seq.shape[0] + 1, dtype=spk_seq.dtype, device=spk_seq.device)
+        return spk_seq.cumsum(0) / counts.view(-1, *([1] * (spk_seq.ndim - 1)))
 
     # -- whole sequence (BPTT) ------------------------------------------------------
     def record(self, images: Tensor, skip: bool | None = None) -> LocalizerRecord:
@@ -577,9 +636,21 @@ class SpikingLocalizer(_Pyramid):
             skip (bool, optional): override ``config.skip`` for this call (to show what
                 the decoder sees without the skip connections).
         """
-        spk_seqs = self._pyramid(self.encode(images), lambda i, layer, x: layer(x), skip)
+        last = 2 * self.config.levels - 1
+        cur_last: list[Tensor] = []
+
+        def apply(i: int, layer: nn.Module, x_seq: Tensor) -> Tensor:
+            if i != last or self.config.readout != "membrane":
+                return layer(x_seq)
+            cur_last.append(layer.current_seq(x_seq))
+            return layer.lif(cur_last[0])
+
+        spk_seqs = self._pyramid(self.encode(images), apply, skip)
         outputs = dict(zip(self.config.layer_names(), spk_seqs))
-        return LocalizerRecord(outputs, self.head(self.readout_features(spk_seqs[-1])))
+        cur_seq = cur_last[0] if cur_last else None
+        with torch.no_grad():
+            readout_seq = self.readout_seq(spk_seqs[-1], cur_seq)
+        return LocalizerRecord(outputs, self.head(self.readout_features(spk_seqs[-1], cur_seq)), readout_seq)
 
     def forward(self, images: Tensor) -> Prediction:
         """``images [B, C, H, W] -> Prediction(logits [B, num_classes], boxes [B, 4])``."""
@@ -610,7 +681,7 @@ class SpikingLocalizer(_Pyramid):
         new_states: list[LIFState] = [None] * len(layers)  # type: ignore[list-item]
 
         def apply(i: int, layer: nn.Module, inp: Tensor) -> Tensor:
-            cur = layer.conv(inp.detach() if detach_inputs else inp)
+            cur = layer.current(inp.detach() if detach_inputs else inp)  # conv (-> BN)
             # a one-step sequence through the fused LIF: same result as lif_step, fewer tensors kept
             spk_seq, new_states[i] = lif_seq_fused(cur[None], layer.lif.params, layer.lif.spike_fn, states[i])
             return spk_seq[0]
@@ -630,7 +701,8 @@ class AnnLocalizer(_Pyramid):
     """
 
     def __init__(self, config: LocalizerConfig | None = None) -> None:
-        super().__init__(config, lambda c_in, c_out, k: ConvBlock(c_in, c_out, k))
+        norm = config.norm if isinstance(config, LocalizerConfig) else LocalizerConfig.norm
+        super().__init__(config, lambda c_in, c_out, k: ConvBlock(c_in, c_out, k, batch_norm=norm == "batch"))
         _init_convs(self, 1.0)
 
     def record(self, images: Tensor, skip: bool | None = None) -> LocalizerRecord:
@@ -642,6 +714,31 @@ class AnnLocalizer(_Pyramid):
     def forward(self, images: Tensor) -> Prediction:
         """``images [B, C, H, W] -> Prediction(logits [B, num_classes], boxes [B, 4])``."""
         return self.record(images).prediction
+
+
+def leaky_integrate_seq(cur_seq: Tensor, beta: float) -> Tensor:
+    r"""A layer of non-spiking leaky integrators: the potential it reaches at every step.
+
+    .. math:: M[t] = \beta\, M[t-1] + I[t], \qquad M[-1] = 0
+
+    A LIF neuron without threshold or reset (the readout layer of many SNNs, e.g.
+    DECOLLE's and SLAYER's regression outputs): it keeps the graded current that spikes
+    would quantise to :math:`T + 1` levels.
+
+    Args:
+        cur_seq (Tensor[T, B, ...]): input current :math:`I`.
+        beta (float): decay per step, in [0, 1].
+
+    Returns:
+        Tensor[T, B, ...]: :math:`M`.
+    """
+    if not 0.0 <= beta <= 1.0:
+        raise ValueError(f"beta must be in [0, 1], got {beta!r}")
+    mem, mem_seq = torch.zeros_like(cur_seq[0]), []
+    for cur in cur_seq:
+        mem = beta * mem + cur
+        mem_seq.append(mem)
+    return torch.stack(mem_seq)
 
 
 def _spike_fn(config: LocalizerConfig) -> SurrogateSpike:

@@ -14,6 +14,7 @@ from spikelib.models import (
     build_ann_twin,
     build_localizer,
     decode_boxes,
+    leaky_integrate_seq,
     preset,
 )
 from spikelib.neurons import lif_seq
@@ -199,6 +200,7 @@ def test_config_round_trips_and_rejects_unknown_keys():
     ({"beta": 1.5}, "beta"),
     ({"coding": "poisson"}, "coding"),
     ({"readout": "max"}, "readout"),
+    ({"norm": "layer"}, "norm"),
     ({"box_param": "xywh"}, "box_param"),
     ({"surrogate": "sigmoidal"}, "sigmoidal"),
     ({"head_pool": 7}, "head_pool"),
@@ -225,3 +227,124 @@ def test_wrong_input_raises_naming_the_parameter():
             model(torch.rand(1, 32, 32))
     with pytest.raises(TypeError, match="LocalizerConfig"):
         SpikingLocalizer({"num_steps": 4})
+
+
+# -- readout "membrane" and norm "batch" --------------------------------------------------
+
+def test_leaky_integrator_is_hand_worked():
+    cur_seq = torch.tensor([1.0, 0.0, 2.0, -1.0]).view(4, 1, 1)
+    mem_seq = leaky_integrate_seq(cur_seq, beta=0.5)
+    torch.testing.assert_close(mem_seq.flatten(), torch.tensor([1.0, 0.5, 2.25, 0.125]))
+    with pytest.raises(ValueError, match="beta"):
+        leaky_integrate_seq(cur_seq, beta=1.5)
+
+
+def test_readout_membrane_reads_the_integrated_current_of_the_last_layer():
+    config = _tiny(readout="membrane", num_steps=5)
+    model, images = build_localizer(config), _images(config)
+    record = model.record(images)
+    last = model.decoder[-1]
+    # the last layer's input current, rebuilt from the recorded spikes below it
+    dec_in = model.upsample(record.outputs["dec2"]) + record.outputs["enc1"]
+    cur_seq = torch.stack([last.conv(x) for x in dec_in])
+    mem_seq = torch.zeros_like(cur_seq)
+    mem = torch.zeros_like(cur_seq[0])
+    for t in range(config.num_steps):
+        mem = config.beta * mem + cur_seq[t]
+        mem_seq[t] = mem
+    expected = model.head(mem_seq.mean(0))
+    torch.testing.assert_close(record.prediction.boxes, expected.boxes)
+    torch.testing.assert_close(record.prediction.logits, expected.logits)
+    # the neurons of that layer still fire as with a spike readout
+    spike_model = build_localizer(config.replace(readout="mean"))
+    spike_model.load_state_dict(model.state_dict())
+    torch.testing.assert_close(spike_model.record(images).outputs["dec3"], record.outputs["dec3"])
+    # the head sees graded values, not T + 1 levels of a rate
+    assert mem_seq.mean(0).unique().numel() > 10 * (config.num_steps + 1)
+
+
+@pytest.mark.parametrize("readout", ["mean", "last", "membrane"])
+def test_readout_seq_ends_with_what_the_head_reads(readout):
+    config = _tiny(readout=readout, num_steps=4)
+    model, images = build_localizer(config), _images(config)
+    with torch.no_grad():
+        record = model.record(images)
+    assert record.readout_seq.shape == (4, BATCH, *config.feature_shapes()["dec3"])
+    torch.testing.assert_close(model.head(record.readout_seq[-1]).boxes, record.prediction.boxes)
+    shorter = build_localizer(config.replace(num_steps=2))
+    shorter.load_state_dict(model.state_dict())
+    with torch.no_grad():  # entry t = a run of t + 1 steps (direct coding is causal)
+        torch.testing.assert_close(shorter(images).boxes, model.head(record.readout_seq[1]).boxes)
+
+
+@pytest.mark.parametrize("readout", ["mean", "membrane"])
+@pytest.mark.parametrize("norm", ["none", "batch"])
+def test_bptt_gradient_reaches_every_weight_with_each_readout_and_norm(readout, norm):
+    config = _tiny(readout=readout, norm=norm, init_gain=2.0)
+    model, images = build_localizer(config), _images(config)
+    pred = model(images)
+    (pred.boxes.sum() + pred.logits.square().sum()).backward()
+    for name, parameter in model.named_parameters():
+        if name.endswith("weight"):
+            assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
+
+
+def test_norm_batch_puts_batchnorm_in_every_block_of_both_twins():
+    config = _tiny(norm="batch")
+    snn, ann = build_localizer(config), build_ann_twin(config)
+    for model in (snn, ann):
+        blocks = [*model.encoder, *model.decoder]
+        assert all(isinstance(b.bn, torch.nn.BatchNorm2d) and b.conv.bias is None for b in blocks)
+    assert [n for n, _ in snn.named_parameters()] == [n for n, _ in ann.named_parameters()]
+    assert [n for n, _ in snn.named_buffers()] == [n for n, _ in ann.named_buffers()]
+    plain = build_localizer(_tiny())  # the default: no BN, biased convolutions
+    assert all(b.bn is None and b.conv.bias is not None for b in [*plain.encoder, *plain.decoder])
+    ann.load_state_dict(snn.state_dict())  # same topology, same state
+
+
+def test_norm_batch_normalises_the_current_over_time_and_batch():
+    config = _tiny(norm="batch", num_steps=3)
+    model, images = build_localizer(config), _images(config)
+    model.train()
+    x_seq = model.encode(images)
+    cur_seq = model.encoder[0].current_seq(x_seq)  # [T, B, C, H, W]
+    mean = cur_seq.mean((0, 1, 3, 4))
+    var = cur_seq.var((0, 1, 3, 4), unbiased=False)
+    torch.testing.assert_close(mean, torch.zeros_like(mean), atol=1e-5, rtol=0)
+    torch.testing.assert_close(var, torch.ones_like(var), atol=1e-3, rtol=0)
+
+
+def test_norm_batch_every_layer_fires_and_the_ann_twin_trains_a_step():
+    config = _tiny(norm="batch")
+    model, images = build_localizer(config), _images(config)
+    with torch.no_grad():
+        rates = {name: float(spk.mean()) for name, spk in model.record(images).outputs.items()}
+    assert all(rate > 0.01 for rate in rates.values()), rates
+    ann = build_ann_twin(config)
+    pred = ann(images)
+    pred.boxes.sum().backward()
+    assert all(p.grad is not None for n, p in ann.named_parameters() if n.endswith("weight"))
+
+
+def test_norm_batch_in_eval_mode_step_by_step_equals_the_whole_sequence():
+    config = _tiny(norm="batch", num_steps=4)
+    model, images = build_localizer(config), _images(config)
+    model.train()
+    model(images)  # some running statistics
+    model.eval()
+    with torch.no_grad():
+        whole = model.record(images).outputs
+        states, steps = None, []
+        for x in model.encode(images).unbind(0):
+            spks, states = model.step(x, states)
+            steps.append(spks[-1])
+    torch.testing.assert_close(torch.stack(steps), whole["dec3"], rtol=0, atol=0)
+
+
+def test_norm_batch_step_uses_the_batch_statistics_of_one_step_in_training():
+    config = _tiny(norm="batch", num_steps=2)
+    model, images = build_localizer(config), _images(config)
+    model.train()
+    x = model.encode(images)[0]
+    cur = model.encoder[0].current(x)
+    torch.testing.assert_close(cur.mean((0, 2, 3)), torch.zeros(cur.shape[1]), atol=1e-5, rtol=0)
