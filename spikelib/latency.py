@@ -23,26 +23,22 @@ def predictions_per_step(model: nn.Module, images: Tensor) -> list[Any]:
 
     With :math:`S[t]` the spikes of the last decoder layer, the head reads at step
     :math:`t` the rate so far, :math:`\frac{1}{t+1}\sum_{t' \le t} S[t']` (readout
-    "mean"), or :math:`S[t]` (readout "last"). Every layer is causal, so these are the
+    "mean"), :math:`S[t]` (readout "last"), or the running mean of the leaky integrator
+    :math:`M` of that layer's current (readout "membrane"); these per-step features come
+    from ``model.record(images).readout_seq``. Every layer is causal, so these are the
     predictions of the same network run for :math:`t+1` steps (for direct and rate
     coding; latency coding spreads its spikes over all :math:`T` steps, so an early stop
     has seen only the brightest pixels). The last entry equals ``model(images)``.
 
     Args:
-        model: a :class:`~spikelib.models.SpikingLocalizer` (anything with ``record``,
-            ``head`` and ``config.readout``).
+        model: a :class:`~spikelib.models.SpikingLocalizer` (anything whose ``record``
+            returns a ``readout_seq``, and a ``head``).
         images (Tensor[B, C, H, W]): a batch.
 
     Returns:
         list[Prediction]: ``T`` predictions, one per step.
     """
-    record = model.record(images)
-    spk_seq = record.outputs[model.config.layer_names()[-1]]  # [T, B, C, H, W]
-    if model.config.readout == "mean":
-        counts = torch.arange(1, spk_seq.shape[0] + 1, dtype=spk_seq.dtype, device=spk_seq.device)
-        features = spk_seq.cumsum(0) / counts.view(-1, *([1] * (spk_seq.ndim - 1)))
-    else:
-        features = spk_seq
+    features = model.record(images).readout_seq  # [T, B, C, H, W]: the head's input after each step
     return [model.head(f) for f in features]
 
 

@@ -150,3 +150,85 @@ def test_spike_rates_need_a_lif_layer():
 
 def test_default_energies_are_horowitz_45nm():
     assert (E_MAC_45NM, E_AC_45NM) == (4.6e-12, 0.9e-12)
+
+
+class _ConvBnSNN(nn.Module):
+    r"""Images [B, 1, 3, 3], coded directly over T = 2 steps:
+    conv1 (1->2, 3x3, pad 1) -> BN -> LIF -> conv2 (2->4, 3x3, pad 1) -> LIF -> flatten -> fc (36->2).
+
+    ``spiking=False`` gives the ANN twin (ReLU for LIF, run once on the image).
+    """
+
+    def __init__(self, spiking: bool = True) -> None:
+        super().__init__()
+        self.config = type("Config", (), {"coding": "direct", "num_steps": 2})()
+        self.spiking = spiking
+        self.conv1 = nn.Conv2d(1, 2, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(2)  # eval mode, mean 0, var 1: identity, folds into conv1
+        self.conv2 = nn.Conv2d(2, 4, 3, padding=1, bias=False)
+        self.fc = nn.Linear(36, 2, bias=False)
+        self.act1 = LIF(beta=0.0, threshold=0.5, reset="zero") if spiking else nn.ReLU()
+        self.act2 = LIF(beta=0.0, threshold=1.5, reset="zero") if spiking else nn.ReLU()
+        with torch.no_grad():
+            self.conv1.weight.zero_()
+            self.conv1.weight[0, 0, 1, 1] = 1.0  # channel 0 copies the image, channel 1 stays silent
+            self.conv2.weight.fill_(1.0)  # each output sums the spikes in its 3x3 window, both channels
+            self.fc.weight.fill_(1.0)
+
+    def forward(self, images):
+        if not self.spiking:
+            return self.fc(self.act2(self.conv2(self.act1(self.bn1(self.conv1(images))))).flatten(1))
+        x_seq = images.expand(2, *images.shape)  # [T=2, B, 1, 3, 3]
+
+        def per_step(layer, seq):
+            return layer(seq.flatten(0, 1)).unflatten(0, seq.shape[:2])
+
+        spk1 = self.act1(per_step(lambda x: self.bn1(self.conv1(x)), x_seq))
+        spk2 = self.act2(per_step(self.conv2, spk1))
+        return per_step(self.fc, spk2.flatten(2))
+
+    def encode(self, images):  # only its presence matters: the model takes images, not sequences
+        return images
+
+
+# The image: two bright corners, 1.0 at (0, 0) and 0.8 at (2, 2), zeros elsewhere.
+CORNERS = torch.zeros(1, 1, 3, 3)
+CORNERS[0, 0, 0, 0], CORNERS[0, 0, 2, 2] = 1.0, 0.8
+
+
+def test_conv_bn_snn_energy_is_the_hand_count_and_bn_adds_no_operation():
+    r"""Every spike counted by hand, at each of the T = 2 identical steps (beta = 0, reset to zero):
+
+    conv1, analog pixels (first layer of a direct code): 2 x 3 x 3 outputs x 1 input channel x 9 taps
+        = 162 MACs per step (positions on the padding count in full), 324 for T = 2.
+    BN: eval mode, folds into conv1: no MAC, no SynOp.
+    LIF1 (theta 0.5): channel 0 = the image -> 2 spikes per step, at the corners (0, 0) and (2, 2).
+    conv2, spikes: a corner spike reaches the 2 x 2 output positions around it (the rest of the
+        kernel falls on padding) x 4 output channels = 16 synapses; 2 spikes x 16 = 32 per step, 64.
+    LIF2 (theta 1.5): conv2 weights all 1, so an output's current = spikes in its 3x3 window:
+        centre (1, 1) sees both corners -> 2 > 1.5 fires; the other positions see 0 or 1 -> silent.
+        4 channels x 1 position = 4 spikes per step, 8 in all.
+    fc (36 -> 2), spikes: 8 spikes x fan-out 2 = 16 SynOps.
+    Energy: 324 x 4.6 pJ + (64 + 16) x 0.9 pJ = 1490.4 + 72 = 1562.4 pJ.
+    """
+    report = energy_per_image(_ConvBnSNN().eval(), CORNERS)
+    rows = {r.name: r for r in report.layers}
+    assert (rows["conv1"].macs, rows["conv1"].synops) == (324.0, 0.0)
+    assert (rows["bn1"].macs, rows["bn1"].synops) == (0.0, 0.0)
+    assert (rows["conv2"].macs, rows["conv2"].synops) == (0.0, 64.0)
+    assert (rows["fc"].macs, rows["fc"].synops) == (0.0, 16.0)
+    assert (report.macs, report.synops) == (324.0, 80.0)
+    assert report.energy == pytest.approx(1562.4e-12)
+    rates = spike_rates_per_step(_ConvBnSNN().eval(), CORNERS, names={"act1": "lif1", "act2": "lif2"})
+    torch.testing.assert_close(rates["lif1"], torch.tensor([2 / 18, 2 / 18]))  # 2 of 2 x 9 neurons
+    torch.testing.assert_close(rates["lif2"], torch.tensor([4 / 36, 4 / 36]))  # 4 of 4 x 9 neurons
+
+
+def test_conv_bn_ann_twin_energy_is_every_mac_counted_by_hand():
+    r"""The twin, once on the image: conv1 2 x 9 outputs x 1 x 9 taps = 162; conv2 4 x 9 outputs x
+    2 channels x 9 taps = 648; fc 36 x 2 = 72; BN not in the total. 882 MACs x 4.6 pJ = 4057.2 pJ,
+    2.6 times the SNN's 1562.4 pJ."""
+    ann = energy_per_image(_ConvBnSNN(spiking=False).eval(), CORNERS)
+    assert (ann.macs, ann.synops) == (882.0, 0.0)
+    assert ann.energy == pytest.approx(4057.2e-12)
+    assert energy_ratio(ann, energy_per_image(_ConvBnSNN().eval(), CORNERS)) == pytest.approx(4057.2 / 1562.4)

@@ -14,10 +14,11 @@ def test_doctests_pass():
     assert doctest.testmod(spikelib.latency).failed == 0
 
 
-@pytest.mark.parametrize("readout", ["mean", "last"])
-def test_prediction_at_step_t_is_the_same_network_run_for_t_steps(readout):
+@pytest.mark.parametrize("norm", ["none", "batch"])
+@pytest.mark.parametrize("readout", ["mean", "last", "membrane"])
+def test_prediction_at_step_t_is_the_same_network_run_for_t_steps(readout, norm):
     torch.manual_seed(0)
-    cfg = preset("tiny", num_classes=3, num_steps=4, coding="direct", readout=readout, init_gain=2.5)
+    cfg = preset("tiny", num_classes=3, num_steps=4, coding="direct", readout=readout, init_gain=2.5, norm=norm)
     model = build_localizer(cfg).eval()
     images = torch.rand(3, 1, 32, 32)
     with torch.no_grad():
