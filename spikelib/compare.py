@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from spikelib.compare_table import (COLUMNS, STUDY_FILE, comparison_table, load_study, study_markdown,
@@ -47,7 +47,7 @@ from spikelib.energy import energy_per_image, spike_rates_per_step
 from spikelib.latency import first_good_step, latency_curve, predictions_per_step
 from spikelib.robustness import CORRUPTIONS, NUM_SEVERITIES, robustness_sweep
 
-__all__ = ["StudyConfig", "Variant", "study_variants", "variant_from_name", "load_study_model", "predictions_per_step",
+__all__ = ["StudyConfig", "Variant", "MeanBoxBaseline", "study_variants", "variant_from_name", "load_study_model", "predictions_per_step",
            "latency_curve", "first_good_step",
            "measure_model", "run_study", "ROBUSTNESS_CHOICES",  # latency: from spikelib.latency
            # the table, from spikelib.compare_table
@@ -200,6 +200,38 @@ def load_study_model(cfg: Any, name: str, runs_dir: str | Path | None = None) ->
 
 # ------------------------------------------------------------------------------ one model
 
+class MeanBoxBaseline(nn.Module):
+    """The floor every model must beat: the mean training box and the most frequent class, for every image.
+
+    Args:
+        box (Tensor[4]): normalized xyxy box.
+        label (int): class index.
+        num_classes (int): length of the logits.
+    """
+
+    def __init__(self, box: Tensor, label: int, num_classes: int) -> None:
+        super().__init__()
+        self.register_buffer("box", box.detach().float().reshape(4))
+        logits = torch.zeros(num_classes)
+        logits[label] = 1.0
+        self.register_buffer("logits", logits)
+
+    @classmethod
+    def fit(cls, dataset: Dataset, num_classes: int, max_images: int = 1000) -> MeanBoxBaseline:
+        """From (a strided sample of at most ``max_images`` of) the training images' targets."""
+        indices = range(0, len(dataset), max(1, len(dataset) // max_images))
+        targets = [dataset[i][1] for i in indices]
+        boxes = torch.stack([t["box"].float() for t in targets])
+        labels = torch.as_tensor([int(t["label"]) for t in targets])
+        return cls(boxes.mean(0), int(torch.bincount(labels, minlength=num_classes).argmax()), num_classes)
+
+    def forward(self, images: Tensor) -> Any:
+        from spikelib.models import Prediction
+
+        batch = images.shape[0]
+        return Prediction(self.logits.expand(batch, -1), self.box.expand(batch, -1))
+
+
 def _layer_names(model: nn.Module) -> dict[str, str]:
     """``encoder.0.lif -> enc1`` etc. for a localizer (LIF layers in the order of ``layer_names``)."""
     config = getattr(model, "config", None)
@@ -330,7 +362,9 @@ def run_study(cfg: Any, study: StudyConfig = StudyConfig(), runs_dir: str | Path
 
     Returns:
         dict: ``study``, ``run_config``, ``num_test_images``, ``num_energy_images``,
-        ``reference`` (name of the reference SNN), ``seconds``, and ``models``: {variant
+        ``reference`` (name of the reference SNN), ``seconds``, ``baseline`` (the
+        :class:`MeanBoxBaseline` fitted on the training images: ``box`` and ``test``
+        scores), and ``models``: {variant
         name: ``kind``, ``num_steps``, ``coding``, ``train`` ({``source``, ``epochs``,
         ``train_seconds``}), ``num_params`` and :func:`measure_model`'s keys, plus
         ``robustness`` (a :meth:`~spikelib.robustness.RobustnessReport.to_dict`) where
@@ -374,6 +408,11 @@ def run_study(cfg: Any, study: StudyConfig = StudyConfig(), runs_dir: str | Path
                                  **measure_model(model, variant.kind, test_set, energy_set, study.batch_size)}
         say(f"  {variant.name}: {train_info['source']}, test mIoU {results[variant.name]['test']['miou']:.3f} "
             f"({time.perf_counter() - started:.0f} s)")
+    from spikelib.train import evaluate
+
+    baseline = MeanBoxBaseline.fit(splits.train, cfg.model.num_classes)
+    baseline_test = evaluate(baseline, test_set, study.batch_size, device="cpu")
+    say(f"  mean-box baseline: test mIoU {baseline_test['miou']:.3f}")
     if study.robustness != "none":
         chosen = models if study.robustness == "all" else {k: models[k] for k in ("ann", reference)}
         say(f"  robustness of {', '.join(chosen)}: {len(study.corruptions)} corruptions x "
@@ -385,4 +424,6 @@ def run_study(cfg: Any, study: StudyConfig = StudyConfig(), runs_dir: str | Path
         say(f"  robustness done ({time.perf_counter() - start:.0f} s in all)")
     return {"study": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(study).items()},
             "run_config": cfg.to_dict(), "reference": reference, "num_test_images": len(test_set),
-            "num_energy_images": len(energy_set), "seconds": time.perf_counter() - start, "models": results}
+            "num_energy_images": len(energy_set), "seconds": time.perf_counter() - start, "models": results,
+            "baseline": {"name": "mean box", "box": baseline.box.tolist(),
+                         "test": {k: v for k, v in baseline_test.items() if k != "ap"}}}

@@ -58,6 +58,10 @@ def comparison_table(results: dict[str, Any]):
             "steps_to_90": res.get("steps_to_90", math.nan),
             "miou_corrupted": robust.get("mean_corrupted", math.nan), "mrad": robust.get("mrad", math.nan),
         })
+    if "baseline" in results:  # the floor: no operation counted, nothing to corrupt
+        scores = results["baseline"]["test"]
+        rows.append({**{c: math.nan for c in COLUMNS}, "model": results["baseline"]["name"], "coding": "–",
+                     "miou": scores["miou"], "corloc": scores["corloc"], "map50": scores["map50"]})
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 

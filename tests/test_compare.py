@@ -10,7 +10,8 @@ import pytest
 import torch
 
 import spikelib.compare
-from spikelib.compare import StudyConfig, load_study_model, run_study, study_variants, variant_from_name
+from spikelib.compare import (MeanBoxBaseline, StudyConfig, load_study_model, run_study, study_variants,
+                              variant_from_name)
 from spikelib.compare_table import comparison_table, load_study, table_markdown, write_study
 from spikelib.models import build_localizer, preset
 
@@ -83,6 +84,26 @@ def test_table_has_one_row_per_model_with_the_energy_ratio_to_the_ann():
     assert markdown.splitlines()[0].startswith("| model | T | coding | mIoU %")
 
 
+def test_baseline_is_the_last_row_with_scores_only():
+    results = {**_results(), "baseline": {"name": "mean box", "box": [0.2, 0.2, 0.8, 0.8],
+                                          "test": {"miou": 0.3, "corloc": 0.1, "map50": 0.05}}}
+    table = comparison_table(results)
+    assert list(table["model"]) == ["ann", "snn-T4-direct", "mean box"]
+    row = table.iloc[-1]
+    assert (row["miou"], row["corloc"], row["map50"]) == (0.3, 0.1, 0.05)
+    assert math.isnan(row["energy_uj"]) and math.isnan(row["ann_over_model"])
+    assert "| mean box | – | – | 30.0 | 10.0 | 5.0 | – |" in table_markdown(table)
+
+
+def test_mean_box_baseline_predicts_the_mean_training_box_and_the_most_frequent_class():
+    items = [(torch.zeros(1, 4, 4), {"box": torch.tensor(box), "label": torch.tensor(label)})
+             for box, label in (([0.0, 0.0, 0.5, 0.5], 2), ([0.5, 0.5, 1.0, 1.0], 2), ([0.2, 0.0, 0.6, 0.4], 1))]
+    baseline = MeanBoxBaseline.fit(items, num_classes=4)
+    pred = baseline(torch.zeros(5, 1, 4, 4))
+    torch.testing.assert_close(pred.boxes, torch.tensor([[0.7 / 3, 0.5 / 3, 2.1 / 3, 1.9 / 3]]).expand(5, 4))
+    assert pred.logits.shape == (5, 4) and pred.logits.argmax(1).tolist() == [2] * 5
+
+
 def test_write_and_load_study_round_trip(tmp_path):
     paths = write_study(_results(), tmp_path / "compare")
     assert {p.name for p in paths.values()} == {"comparison.md", "comparison.json", "comparison.csv"}
@@ -149,6 +170,8 @@ def test_study_end_to_end_reuses_checkpoints_and_the_main_job(tmp_path, synth_ro
     assert all(len(r) == 2 for r in snn["spike_rates"].values()) and len(snn["latency"]["miou"]) == 2
     assert snn["latency"]["miou"][-1] == pytest.approx(snn["test"]["miou"])
     assert snn["energy"]["num_images"] == 4 and snn["energy"]["macs"] > 0
+    assert set(first["baseline"]["test"]) >= {"miou", "corloc", "map50"} and len(first["baseline"]["box"]) == 4
+    assert list(comparison_table(first)["model"])[-1] == "mean box"
     assert "robustness" in first["models"]["ann"] and "robustness" not in first["models"]["snn-T1-rate"]
     assert all(m["train"]["source"] == "trained" for m in first["models"].values())
     again = run_study(cfg, study, runs, progress=False)  # everything reloaded, same numbers
