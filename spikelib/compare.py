@@ -362,11 +362,13 @@ def run_study(cfg: Any, study: StudyConfig = StudyConfig(), runs_dir: str | Path
 
     Returns:
         dict: ``study``, ``run_config``, ``num_test_images``, ``num_energy_images``,
-        ``reference`` (name of the reference SNN), ``seconds``, ``baseline`` (the
+        ``reference`` (name of the reference SNN), ``seconds`` (wall time of the whole
+        study), ``robustness_seconds``, ``baseline`` (the
         :class:`MeanBoxBaseline` fitted on the training images: ``box`` and ``test``
         scores), and ``models``: {variant
         name: ``kind``, ``num_steps``, ``coding``, ``train`` ({``source``, ``epochs``,
-        ``train_seconds``}), ``num_params`` and :func:`measure_model`'s keys, plus
+        ``train_seconds``}), ``num_params``, ``measure_seconds`` (wall time of
+        :func:`measure_model`) and :func:`measure_model`'s keys, plus
         ``robustness`` (a :meth:`~spikelib.robustness.RobustnessReport.to_dict`) where
         measured}.
     """
@@ -401,11 +403,13 @@ def run_study(cfg: Any, study: StudyConfig = StudyConfig(), runs_dir: str | Path
         model, train_info = _train_or_load(variant, cfg, study, train_set, folder / variant.name, run_root, device,
                                            progress)
         models[variant.name] = model
+        trained = time.perf_counter()
         results[variant.name] = {"kind": variant.kind,
                                  "num_steps": variant.model.num_steps if variant.kind == "snn" else 1,
                                  "coding": variant.model.coding if variant.kind == "snn" else "analog",
                                  "train": train_info, "num_params": sum(p.numel() for p in model.parameters()),
                                  **measure_model(model, variant.kind, test_set, energy_set, study.batch_size)}
+        results[variant.name]["measure_seconds"] = time.perf_counter() - trained
         say(f"  {variant.name}: {train_info['source']}, test mIoU {results[variant.name]['test']['miou']:.3f} "
             f"({time.perf_counter() - started:.0f} s)")
     from spikelib.train import evaluate
@@ -413,17 +417,21 @@ def run_study(cfg: Any, study: StudyConfig = StudyConfig(), runs_dir: str | Path
     baseline = MeanBoxBaseline.fit(splits.train, cfg.model.num_classes)
     baseline_test = evaluate(baseline, test_set, study.batch_size, device="cpu")
     say(f"  mean-box baseline: test mIoU {baseline_test['miou']:.3f}")
+    robustness_seconds = 0.0
     if study.robustness != "none":
         chosen = models if study.robustness == "all" else {k: models[k] for k in ("ann", reference)}
         say(f"  robustness of {', '.join(chosen)}: {len(study.corruptions)} corruptions x "
             f"{len(study.severities)} severities")
+        robust_start = time.perf_counter()
         reports = robustness_sweep(chosen, test_set, study.corruptions, study.severities, "miou", study.batch_size,
                                    cfg.seed)
         for name, report in reports.items():
             results[name]["robustness"] = report.to_dict()
+        robustness_seconds = time.perf_counter() - robust_start
         say(f"  robustness done ({time.perf_counter() - start:.0f} s in all)")
     return {"study": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(study).items()},
             "run_config": cfg.to_dict(), "reference": reference, "num_test_images": len(test_set),
-            "num_energy_images": len(energy_set), "seconds": time.perf_counter() - start, "models": results,
+            "num_energy_images": len(energy_set), "seconds": time.perf_counter() - start,
+            "robustness_seconds": robustness_seconds, "models": results,
             "baseline": {"name": "mean box", "box": baseline.box.tolist(),
                          "test": {k: v for k, v in baseline_test.items() if k != "ap"}}}

@@ -40,6 +40,11 @@ def test_accuracy_vs_steps_draws_the_t_sweep_other_codes_and_the_ann(results):
     assert list(lines["SNN, direct code"].get_ydata()) == pytest.approx([30.0, 40.0])
     assert list(lines["SNN, rate code"].get_ydata()) == pytest.approx([20.0])
     assert list(lines["ANN twin"].get_ydata()) == pytest.approx([50.0, 50.0])
+    assert "mean box" not in lines
+    plt.close(fig)
+    fig = plot_accuracy_vs_steps({**results, "baseline": {"name": "mean box", "test": {"miou": 0.2}}})
+    lines = {line.get_label(): line for line in fig.axes[0].get_lines()}
+    assert list(lines["mean box"].get_ydata()) == pytest.approx([20.0, 20.0])
     plt.close(fig)
     with pytest.raises(ValueError, match="metric must be one of"):
         plot_accuracy_vs_steps(results, metric="f1")

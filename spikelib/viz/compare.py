@@ -43,7 +43,7 @@ def _t_sweep(results: Mapping[str, Any]) -> tuple[str, list[tuple[int, str]]]:
 
 
 def plot_accuracy_vs_steps(results: Mapping[str, Any], metric: str = "miou", ax: Axes | None = None) -> Figure:
-    """Test score of the SNN against T (log axis), other input codes as points, the ANN as a line.
+    """Test score of the SNN against T (log axis), other input codes as points, the ANN (and baseline) as lines.
 
     Args:
         results: the study's results.
@@ -64,6 +64,9 @@ def plot_accuracy_vs_steps(results: Mapping[str, Any], metric: str = "miou", ax:
                     linestyle="none", label=f"SNN, {model['coding']} code")
     if "ann" in results["models"]:
         ax.axhline(100 * results["models"]["ann"]["test"][metric], color=ANN_COLOR, linestyle="--", label="ANN twin")
+    if metric in results.get("baseline", {}).get("test", {}):
+        ax.axhline(100 * results["baseline"]["test"][metric], color="0.6", linestyle=":",
+                   label=results["baseline"]["name"])
     ax.set_xscale("log", base=2)
     ax.set_xticks(steps, [str(t) for t in steps])
     ax.set_xlabel("time steps T")
