@@ -310,7 +310,9 @@ def _check_study_folder(folder: Path, study: StudyConfig) -> None:
     if stored.is_file():
         before = json.loads(stored.read_text(encoding="utf-8")).get("study", {}).get("train_images")
         if before is not None and before != study.train_images:
-            raise ValueError(f"{folder} holds models trained on train_images={before}, this study asks for "
+            from spikelib.checkpoint import CheckpointError
+
+            raise CheckpointError(f"{folder} holds models trained on train_images={before}, this study asks for "
                              f"{study.train_images}; use fresh=True (--fresh) or another run name")
 
 
@@ -357,11 +359,15 @@ def run_study(cfg: Any, study: StudyConfig = StudyConfig(), runs_dir: str | Path
         study: what to vary and measure.
         runs_dir: parent of the run folders (default ``<repository>/runs``).
         fresh: delete this study's checkpoints first.
+
+    Raises:
+        CheckpointError: the study folder holds models of another model configuration, run
+            configuration or ``train_images`` (``fresh=True`` starts over).
         progress: progress bars while training.
         log_fn: called with one line per step of the study (e.g. ``print``).
 
     Returns:
-        dict: ``study``, ``run_config``, ``num_test_images``, ``num_energy_images``,
+        dict: ``study``, ``run_config``, ``num_train_images``, ``num_test_images``, ``num_energy_images``,
         ``reference`` (name of the reference SNN), ``seconds`` (wall time of the whole
         study), ``robustness_seconds``, ``baseline`` (the
         :class:`MeanBoxBaseline` fitted on the training images: ``box`` and ``test``
@@ -430,7 +436,8 @@ def run_study(cfg: Any, study: StudyConfig = StudyConfig(), runs_dir: str | Path
         robustness_seconds = time.perf_counter() - robust_start
         say(f"  robustness done ({time.perf_counter() - start:.0f} s in all)")
     return {"study": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(study).items()},
-            "run_config": cfg.to_dict(), "reference": reference, "num_test_images": len(test_set),
+            "run_config": cfg.to_dict(), "reference": reference, "num_train_images": len(train_set),
+            "num_test_images": len(test_set),
             "num_energy_images": len(energy_set), "seconds": time.perf_counter() - start,
             "robustness_seconds": robustness_seconds, "models": results,
             "baseline": {"name": "mean box", "box": baseline.box.tolist(),
