@@ -39,6 +39,22 @@ def _config(**overrides):
     return preset("tiny", num_classes=2, num_steps=4, **overrides)
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: on a shared 2-core machine intra-op threads cost more than they give
+    (measured under load: a BPTT step of the tiny model took 0.7 s wall with one thread,
+    9.3 s with two)."""
+    num_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(num_threads)
+
+
+# The short training runs: 16 rectangles of 16x16 pixels, 20 full-batch steps (about 1-2 s
+# of CPU per rule). Measured over seeds 0-2: BPTT gains 0.36-0.45 IoU, DECOLLE 0.39-0.47.
+SHORT_SIZE, SHORT_NUM, SHORT_STEPS = 16, 16, 20
+
+
 def _mean_iou(model, images, targets) -> float:
     with torch.no_grad():
         return float(box_iou(model(images).boxes, targets["box"]).diagonal().mean())
@@ -174,26 +190,26 @@ def test_decolle_reports_head_and_local_losses():
 @pytest.mark.parametrize("rule_name", ["bptt", "decolle"])
 def test_a_short_spiking_run_improves_iou(rule_name):
     torch.manual_seed(0)
-    model = build_localizer(_config())
-    images, targets = _rectangles(32)
+    model = build_localizer(_config(image_size=SHORT_SIZE))
+    images, targets = _rectangles(SHORT_NUM, size=SHORT_SIZE)
     rule = make_rule(rule_name, box_loss="smooth_l1+giou")
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
     before = _mean_iou(model, images, targets)
-    for _ in range(25):
+    for _ in range(SHORT_STEPS):
         rule.train_step(model, images, targets, optimizer)
     after = _mean_iou(model, images, targets)
-    assert after > before + 0.15, (before, after)
+    assert after > before + 0.2, (before, after)
 
 
 def test_bptt_trains_the_ann_twin():
     torch.manual_seed(0)
-    model = build_ann_twin(_config())
-    images, targets = _rectangles(32)
+    model = build_ann_twin(_config(image_size=SHORT_SIZE))
+    images, targets = _rectangles(SHORT_NUM, size=SHORT_SIZE)
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
     before = _mean_iou(model, images, targets)
-    for _ in range(25):
+    for _ in range(SHORT_STEPS):
         info = BPTT().train_step(model, images, targets, optimizer)
-    assert _mean_iou(model, images, targets) > before + 0.15
+    assert _mean_iou(model, images, targets) > before + 0.2, before
     assert set(info) == {"loss", "box_loss", "class_loss", "iou", "accuracy"}
 
 
