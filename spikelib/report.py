@@ -252,7 +252,8 @@ def write_report(run_dir: str | Path, cfg: Any, results: Mapping[str, Mapping[st
 - Models: {cfg.model.levels}-level pyramid, encoder channels {list(cfg.model.encoder_channels)}, decoder
   {list(cfg.model.decoder_channels)}; SNN with T = {steps}, `{cfg.model.coding}` coding, `{cfg.model.readout}`
   readout, beta = {cfg.model.beta}, threshold = {cfg.model.threshold}, `{cfg.model.surrogate}` surrogate of
-  slope {cfg.model.surrogate_slope:g}, rule `{train_cfg.rule}`; the ANN twin has ReLU in place of LIF.
+  slope {cfg.model.surrogate_slope:g}, normalisation `{cfg.model.norm}`, rule `{train_cfg.rule}`; the ANN twin
+  has ReLU in place of LIF{' (and reads the last map directly)' if cfg.model.readout == 'membrane' else ''}.
 - Budget (both): {train_cfg.epochs} epochs, batch {train_cfg.batch_size}, {train_cfg.optimizer} at lr
   {train_cfg.lr:g} ({train_cfg.schedule}); ANN overrides: {cfg.ann or 'none'}. Seed {cfg.seed}.
 
