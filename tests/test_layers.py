@@ -213,3 +213,20 @@ def test_conv_block_twin_is_conv_relu():
     block = ConvBlock(4, 5, 3)
     torch.testing.assert_close(block(x), F.relu(block.conv(x)))
     assert block.conv.bias is not None and ConvBlock(4, 5, batch_norm=True).conv.bias is None
+
+
+def test_spiking_conv_block_current_seq_is_conv_then_bn_over_all_steps_and_feeds_the_lif():
+    torch.manual_seed(0)
+    block = SpikingConvBlock(4, 3, 3, batch_norm=True).double()
+    x_seq = (torch.rand(5, 2, 4, 8, 8, dtype=torch.float64) < 0.3).double()
+    block.train()
+    cur_seq = block.current_seq(x_seq)
+    conv_seq = torch.stack([block.conv(x) for x in x_seq])
+    mean = conv_seq.mean((0, 1, 3, 4), keepdim=True)
+    var = conv_seq.var((0, 1, 3, 4), unbiased=False, keepdim=True)
+    torch.testing.assert_close(cur_seq, (conv_seq - mean[0]) / torch.sqrt(var[0] + block.bn.eps))
+    block.eval()
+    expected, _ = lif_seq(block.current_seq(x_seq), block.lif.params, block.lif.spike_fn)
+    torch.testing.assert_close(block(x_seq), expected)
+    # one step in eval mode uses the same running statistics as the whole sequence
+    torch.testing.assert_close(block.current(x_seq[2]), block.current_seq(x_seq)[2])
