@@ -1,6 +1,7 @@
 """Training speed and peak memory of the spiking localizer: snnTorch style, spikelib, ANN floor.
 
-Run: ``.venv/bin/python benchmarks/bench_engine.py [--quick] [--sizes 64 128] [--steps 5 10 20]``.
+Run: ``.venv/bin/python benchmarks/bench_engine.py [--quick] [--sizes 64 128] [--steps 5 10 20]``;
+``--ablation --sizes 64 --steps 10`` instead removes one piece of the engine at a time.
 
 The network is the localizer of Barchid et al. (CBMI 2021): encoder conv 5x5x32 -> 2x2
 max-pool, 3x3x64 -> pool, 3x3x128; decoder 3x3x64 -> x2 up, + encoder-2 spikes,
@@ -90,13 +91,14 @@ class SnnTorchLocalizer(nn.Module):
 class SpikelibPyramid(nn.Module):
     """The encoder-decoder of (b) from spikelib blocks: sequences in, last layer's spikes out."""
 
-    def __init__(self) -> None:
+    def __init__(self, fold_time: bool | str = "auto") -> None:
         from spikelib.layers import SpikingConvBlock, TimeDistributed
 
         super().__init__()
-        self.blocks = nn.ModuleList(SpikingConvBlock(cin, cout, k, bias=True) for cin, cout, k in ENCODER + DECODER)
-        self.pool = TimeDistributed(nn.MaxPool2d(2))
-        self.up = TimeDistributed(nn.Upsample(scale_factor=2, mode="nearest"))
+        self.blocks = nn.ModuleList(SpikingConvBlock(cin, cout, k, bias=True, fold_time=fold_time)
+                                    for cin, cout, k in ENCODER + DECODER)
+        self.pool = TimeDistributed(nn.MaxPool2d(2), fold_time)
+        self.up = TimeDistributed(nn.Upsample(scale_factor=2, mode="nearest"), fold_time)
 
     def forward(self, x_seq: Tensor) -> Tensor:
         enc1 = self.blocks[0](x_seq)
@@ -110,9 +112,9 @@ class SpikelibPyramid(nn.Module):
 class SpikelibLocalizer(nn.Module):
     """(b) The same network on spikelib's engine, ``chunk_size`` steps at a time."""
 
-    def __init__(self, size: int, chunk_size: int | None = 1) -> None:
+    def __init__(self, size: int, chunk_size: int | None = 1, fold_time: bool | str = "auto") -> None:
         super().__init__()
-        self.pyramid = SpikelibPyramid()
+        self.pyramid = SpikelibPyramid(fold_time)
         self.convs = [block.conv for block in self.pyramid.blocks]
         self.head = nn.Linear(16 * size * size, 4)
         self.chunk_size = chunk_size
@@ -188,11 +190,17 @@ def peak_rss_gb() -> float:
 
 
 def run_way(way: str, size: int, num_steps: int, steps: int, warmup: int, threads: int | None = None,
-            options: dict | None = None, allocator: bool | dict = True) -> dict:
-    """Train ``steps + warmup`` Adam steps; median time of the last ``steps``, and the peak RSS."""
+            options: dict | None = None, allocator: bool | dict | None = None) -> dict:
+    """Train ``steps + warmup`` Adam steps; median time of the last ``steps``, and the peak RSS.
+
+    ``allocator``: call :func:`spikelib.engine.configure_cpu_allocator` first (with these
+    keyword arguments if a dict); ``None`` = the way's default (all but ``snntorch``).
+    """
     if threads:
         torch.set_num_threads(threads)
-    if way != "snntorch" and allocator:
+    if allocator is None:
+        allocator = way != "snntorch"
+    if allocator:
         from spikelib.engine import configure_cpu_allocator
 
         configure_cpu_allocator(**(allocator if isinstance(allocator, dict) else {}))
@@ -247,6 +255,35 @@ def _subprocess(task: dict) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+#: What (b) is made of, one piece removed at a time, and two changes to (a): label -> task.
+ABLATION = {
+    "(b) spikelib, as benchmarked": {"way": "spikelib"},
+    "(b) without the allocator set-up": {"way": "spikelib", "allocator": False},
+    "(b) whole sequence per layer (no chunks)": {"way": "spikelib", "options": {"chunk_size": None}},
+    "(b) whole sequence, time folded into batch": {"way": "spikelib", "options": {"chunk_size": None,
+                                                                                 "fold_time": True}},
+    "(b) time folded, no allocator set-up": {"way": "spikelib", "allocator": False,
+                                             "options": {"chunk_size": None, "fold_time": True}},
+    "(a) snntorch, as benchmarked": {"way": "snntorch"},
+    "(a) snntorch + the allocator set-up": {"way": "snntorch", "allocator": True},
+    "(c) floor (ANN step x T)": {"way": "floor"},
+}
+
+
+def ablation(size: int, num_steps: int, iters: int, warmup: int) -> None:
+    """Time and peak memory of (b) with one piece of the engine removed at a time."""
+    print(f"ablation at {size} px, T = {num_steps} (ratios against the first line)")
+    print(f"{'variant':<46} {'wall s':>7} {'CPU s':>7} {'GB':>6} {'time':>6} {'CPU':>6} {'mem':>6}")
+    base = None
+    for label, task in ABLATION.items():
+        res = _subprocess({"kind": "way", "size": size, "num_steps": num_steps, "steps": iters,
+                           "warmup": warmup, **task})
+        base = base or res
+        print(f"{label:<46} {res['step_s']:7.3f} {res['cpu_s']:7.3f} {res['peak_gb']:6.2f} "
+              f"{res['step_s'] / base['step_s']:6.2f} {res['cpu_s'] / base['cpu_s']:6.2f} "
+              f"{res['peak_gb'] / base['peak_gb']:6.2f}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one small configuration (64 px, T=5, 3 steps)")
@@ -256,6 +293,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2, help="untimed training steps first")
     parser.add_argument("--ways", nargs="+", default=list(BUILDERS), choices=list(BUILDERS))
     parser.add_argument("--no-check", action="store_true", help="skip the (a) = (b) check")
+    parser.add_argument("--ablation", action="store_true",
+                        help="instead of the grid: (b) with one engine piece removed at a time, at the "
+                             "first --sizes and --steps")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -265,6 +305,9 @@ def main() -> None:
         return
     if args.quick:
         args.sizes, args.steps, args.iters, args.warmup = [64], [5], 3, 1
+    if args.ablation:
+        ablation(args.sizes[0], args.steps[0], args.iters, args.warmup)
+        return
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {BATCH}, "
           f"load average {os.getloadavg()[0]:.2f}; per way: wall s/step, CPU s/step, peak GB")
     header = f"{'size':>4} {'T':>3} | " + " | ".join(f"{w:^20}" for w in args.ways)

@@ -241,6 +241,9 @@ def test_misuse_raises_clear_errors():
         DECOLLE().train_step(build_ann_twin(_config()), images, targets, optimizer)
     with pytest.raises(ValueError, match="burn_in"):
         DECOLLE(burn_in=4).train_step(model, images, targets, optimizer)
+    membrane = build_localizer(_config(readout="membrane"))
+    with pytest.raises(ValueError, match="readout='membrane'"):
+        DECOLLE().train_step(membrane, images, targets, torch.optim.SGD(membrane.parameters(), lr=0.1))
     with pytest.raises(ValueError, match="readout_scale"):
         DECOLLE(readout_scale=0)
     with pytest.raises(ValueError, match="rate_floor"):
