@@ -7,11 +7,24 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 from spikelib.data.synth import SynthConfig, write_synthetic_voc
 
 # 60 images: enough for every split, policy and quirk of the generator to show up.
 SMALL_SYNTH = SynthConfig(name="SMALL", num_train=40, num_val=10, num_test=10, seed=7)
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread for the test, restored afterwards. Tiny tensors on a shared 2-core
+    machine: threads cost more than they give (measured under load: a BPTT step of a tiny
+    localizer 0.7 s wall with one thread, 9.3 s with two; a 4-epoch digits run 0.9 s vs 9.8 s).
+    Modules of tiny-tensor tests use it with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    num_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(num_threads)
 
 
 @pytest.fixture(scope="session")

@@ -39,15 +39,7 @@ def _config(**overrides):
     return preset("tiny", num_classes=2, num_steps=4, **overrides)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: on a shared 2-core machine intra-op threads cost more than they give
-    (measured under load: a BPTT step of the tiny model took 0.7 s wall with one thread,
-    9.3 s with two)."""
-    num_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(num_threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # The short training runs: 16 rectangles of 16x16 pixels, 20 full-batch steps (about 1-2 s

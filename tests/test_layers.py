@@ -26,13 +26,7 @@ from spikelib.neurons import LIF, LIFParams, lif_seq
 T, B = 4, 2
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one intra-op thread is faster on a shared machine."""
-    num_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(num_threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _spikes(channels=4, size=8, seed=0, dtype=torch.float32):

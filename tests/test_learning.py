@@ -29,14 +29,7 @@ NUM_STEPS = 10
 ENCODE = functools.partial(direct_encode, num_steps=NUM_STEPS)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny matrices: on a shared 2-core machine, intra-op threads cost more than they give
-    (measured: the 4-epoch training takes 0.9 s with one thread, 9.8 s with two under load)."""
-    num_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(num_threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

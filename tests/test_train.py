@@ -21,13 +21,7 @@ from spikelib.train import (CHECKPOINT, METRICS_LOG, TrainingDiverged, dataset_c
 SIZE = 16
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: fast and repeatable on a shared 2-core machine; restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class TinyLocalizer(nn.Module):
