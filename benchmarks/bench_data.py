@@ -49,8 +49,10 @@ def main() -> None:
         cached = VOCLocalization(**common, cache=True)
         build = time.perf_counter() - start
         with_cache = _read_all(cached, epochs=3)
-        print(f"loader, cached:        {with_cache:7.0f} images/s  (cache built in {build:.2f} s; "
-              f"{with_cache / no_cache:.1f}x decode+resize)")
+        print(
+            f"loader, cached:        {with_cache:7.0f} images/s  (cache built in {build:.2f} s; "
+            f"{with_cache / no_cache:.1f}x decode+resize)"
+        )
         aug = _read_all(VOCLocalization(**common, cache=True, augment=True), epochs=1)
         print(f"loader, cached+augment:{aug:7.0f} images/s")
 

@@ -12,8 +12,8 @@ It is trained three ways, each in its own fresh subprocess (so peaks do not mix)
 
 * (a) ``snntorch``: the idiomatic snnTorch loop, one ``snn.Leaky`` call per layer per
   step, default environment (nothing configured);
-* (b) ``spikelib``: the same network from :mod:`spikelib.layers` on the engine of
-  :mod:`spikelib.engine`, after :func:`spikelib.engine.configure_cpu_allocator`;
+* (b) ``spikelib``: the same network from :mod:`spikelib.snn.layers` on the engine of
+  :mod:`spikelib.snn.engine`, after :func:`spikelib.snn.engine.configure_cpu_allocator`;
 * (c) ``floor``: the ANN twin (same convolutions, ReLU, no time) in the same set-up as
   (b); its step time times T is what the convolutions alone cost.
 
@@ -47,6 +47,7 @@ DECODER = ((128, 64, 3), (64, 32, 3), (32, 16, 3))
 
 
 # ------------------------------------------------------------------------------- models
+
 
 def _convs() -> nn.ModuleList:
     return nn.ModuleList(nn.Conv2d(cin, cout, k, padding=k // 2) for cin, cout, k in ENCODER + DECODER)
@@ -92,11 +93,12 @@ class SpikelibPyramid(nn.Module):
     """The encoder-decoder of (b) from spikelib blocks: sequences in, last layer's spikes out."""
 
     def __init__(self, fold_time: bool | str = "auto") -> None:
-        from spikelib.layers import SpikingConvBlock, TimeDistributed
+        from spikelib.snn.layers import SpikingConvBlock, TimeDistributed
 
         super().__init__()
-        self.blocks = nn.ModuleList(SpikingConvBlock(cin, cout, k, bias=True, fold_time=fold_time)
-                                    for cin, cout, k in ENCODER + DECODER)
+        self.blocks = nn.ModuleList(
+            SpikingConvBlock(cin, cout, k, bias=True, fold_time=fold_time) for cin, cout, k in ENCODER + DECODER
+        )
         self.pool = TimeDistributed(nn.MaxPool2d(2), fold_time)
         self.up = TimeDistributed(nn.Upsample(scale_factor=2, mode="nearest"), fold_time)
 
@@ -120,7 +122,7 @@ class SpikelibLocalizer(nn.Module):
         self.chunk_size = chunk_size
 
     def forward(self, x_seq: Tensor) -> Tensor:
-        from spikelib.engine import run_chunked
+        from spikelib.snn.engine import run_chunked
 
         return self.head(run_chunked(self.pyramid, x_seq, self.chunk_size, reduce="mean").flatten(1))
 
@@ -164,7 +166,7 @@ def build(way: str, size: int, seed: int = 0, **options) -> nn.Module:
 
 def make_batch(size: int, num_steps: int, batch: int, seed: int = 1) -> tuple[Tensor, Tensor, Tensor]:
     """Rate-coded images ``[T, B, 1, H, W]``, the images ``[B, 1, H, W]``, target boxes ``[B, 4]``."""
-    from spikelib.encoding import rate_encode
+    from spikelib.snn.encoding import rate_encode
 
     gen = torch.Generator().manual_seed(seed)
     images = torch.rand(batch, 1, size, size, generator=gen)
@@ -180,6 +182,7 @@ def parameters_in_order(model: nn.Module) -> list[Tensor]:
 
 # ------------------------------------------------------------------------------ workers
 
+
 def peak_rss_gb() -> float:
     """Peak resident memory of this process (VmHWM), GB."""
     with open("/proc/self/status", encoding="utf-8") as status:
@@ -189,11 +192,19 @@ def peak_rss_gb() -> float:
     return float("nan")
 
 
-def run_way(way: str, size: int, num_steps: int, steps: int, warmup: int, threads: int | None = None,
-            options: dict | None = None, allocator: bool | dict | None = None) -> dict:
+def run_way(
+    way: str,
+    size: int,
+    num_steps: int,
+    steps: int,
+    warmup: int,
+    threads: int | None = None,
+    options: dict | None = None,
+    allocator: bool | dict | None = None,
+) -> dict:
     """Train ``steps + warmup`` Adam steps; median time of the last ``steps``, and the peak RSS.
 
-    ``allocator``: call :func:`spikelib.engine.configure_cpu_allocator` first (with these
+    ``allocator``: call :func:`spikelib.snn.engine.configure_cpu_allocator` first (with these
     keyword arguments if a dict); ``None`` = the way's default (all but ``snntorch``).
     """
     if threads:
@@ -201,7 +212,7 @@ def run_way(way: str, size: int, num_steps: int, steps: int, warmup: int, thread
     if allocator is None:
         allocator = way != "snntorch"
     if allocator:
-        from spikelib.engine import configure_cpu_allocator
+        from spikelib.snn.engine import configure_cpu_allocator
 
         configure_cpu_allocator(**(allocator if isinstance(allocator, dict) else {}))
     model = build(way, size, **(options or {}) if way == "spikelib" else {})
@@ -218,14 +229,17 @@ def run_way(way: str, size: int, num_steps: int, steps: int, warmup: int, thread
         times.append(time.perf_counter() - start)
         cpu_times.append(time.process_time() - cpu_start)
     scale = num_steps if way == "floor" else 1
-    return {"step_s": statistics.median(times[warmup:]) * scale,
-            "cpu_s": statistics.median(cpu_times[warmup:]) * scale,
-            "peak_gb": peak_rss_gb(), "loss": float(loss)}
+    return {
+        "step_s": statistics.median(times[warmup:]) * scale,
+        "cpu_s": statistics.median(cpu_times[warmup:]) * scale,
+        "peak_gb": peak_rss_gb(),
+        "loss": float(loss),
+    }
 
 
 def run_check(size: int, num_steps: int, batch: int = 2) -> dict:
     """(a) and (b) with the same weights and input: largest output and gradient differences."""
-    from spikelib.learning import SpikeCounter
+    from spikelib.eval.activity import SpikeCounter
 
     x_seq, _, target = make_batch(size, num_steps, batch)
     results = {}
@@ -248,8 +262,9 @@ def run_check(size: int, num_steps: int, batch: int = 2) -> dict:
 
 def _subprocess(task: dict) -> dict:
     """Run one task in a fresh interpreter and return its JSON result."""
-    proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(task)],
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, __file__, "--worker", json.dumps(task)], capture_output=True, text=True, check=False
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"worker {task} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -260,10 +275,15 @@ ABLATION = {
     "(b) spikelib, as benchmarked": {"way": "spikelib"},
     "(b) without the allocator set-up": {"way": "spikelib", "allocator": False},
     "(b) whole sequence per layer (no chunks)": {"way": "spikelib", "options": {"chunk_size": None}},
-    "(b) whole sequence, time folded into batch": {"way": "spikelib", "options": {"chunk_size": None,
-                                                                                 "fold_time": True}},
-    "(b) time folded, no allocator set-up": {"way": "spikelib", "allocator": False,
-                                             "options": {"chunk_size": None, "fold_time": True}},
+    "(b) whole sequence, time folded into batch": {
+        "way": "spikelib",
+        "options": {"chunk_size": None, "fold_time": True},
+    },
+    "(b) time folded, no allocator set-up": {
+        "way": "spikelib",
+        "allocator": False,
+        "options": {"chunk_size": None, "fold_time": True},
+    },
     "(a) snntorch, as benchmarked": {"way": "snntorch"},
     "(a) snntorch + the allocator set-up": {"way": "snntorch", "allocator": True},
     "(c) floor (ANN step x T)": {"way": "floor"},
@@ -276,12 +296,16 @@ def ablation(size: int, num_steps: int, iters: int, warmup: int) -> None:
     print(f"{'variant':<46} {'wall s':>7} {'CPU s':>7} {'GB':>6} {'time':>6} {'CPU':>6} {'mem':>6}")
     base = None
     for label, task in ABLATION.items():
-        res = _subprocess({"kind": "way", "size": size, "num_steps": num_steps, "steps": iters,
-                           "warmup": warmup, **task})
+        res = _subprocess(
+            {"kind": "way", "size": size, "num_steps": num_steps, "steps": iters, "warmup": warmup, **task}
+        )
         base = base or res
-        print(f"{label:<46} {res['step_s']:7.3f} {res['cpu_s']:7.3f} {res['peak_gb']:6.2f} "
-              f"{res['step_s'] / base['step_s']:6.2f} {res['cpu_s'] / base['cpu_s']:6.2f} "
-              f"{res['peak_gb'] / base['peak_gb']:6.2f}", flush=True)
+        print(
+            f"{label:<46} {res['step_s']:7.3f} {res['cpu_s']:7.3f} {res['peak_gb']:6.2f} "
+            f"{res['step_s'] / base['step_s']:6.2f} {res['cpu_s'] / base['cpu_s']:6.2f} "
+            f"{res['peak_gb'] / base['peak_gb']:6.2f}",
+            flush=True,
+        )
 
 
 def main() -> None:
@@ -293,9 +317,11 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2, help="untimed training steps first")
     parser.add_argument("--ways", nargs="+", default=list(BUILDERS), choices=list(BUILDERS))
     parser.add_argument("--no-check", action="store_true", help="skip the (a) = (b) check")
-    parser.add_argument("--ablation", action="store_true",
-                        help="instead of the grid: (b) with one engine piece removed at a time, at the "
-                             "first --sizes and --steps")
+    parser.add_argument(
+        "--ablation",
+        action="store_true",
+        help="instead of the grid: (b) with one engine piece removed at a time, at the first --sizes and --steps",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -308,8 +334,10 @@ def main() -> None:
     if args.ablation:
         ablation(args.sizes[0], args.steps[0], args.iters, args.warmup)
         return
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {BATCH}, "
-          f"load average {os.getloadavg()[0]:.2f}; per way: wall s/step, CPU s/step, peak GB")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {BATCH}, "
+        f"load average {os.getloadavg()[0]:.2f}; per way: wall s/step, CPU s/step, peak GB"
+    )
     header = f"{'size':>4} {'T':>3} | " + " | ".join(f"{w:^20}" for w in args.ways)
     full = {"snntorch", "spikelib", "floor"} <= set(args.ways)
     if full:
@@ -320,17 +348,34 @@ def main() -> None:
             if not args.no_check:
                 check = _subprocess({"kind": "check", "size": size, "num_steps": num_steps})
                 rates = " ".join(f"{r:.2f}" for r in check["rates"])
-                print(f"  check {size} px T={num_steps}: |out a-b| = {check['out_diff']:.1e}, "
-                      f"grad rel diff = {check['grad_rel_diff']:.1e}; spike rates {rates}", flush=True)
+                print(
+                    f"  check {size} px T={num_steps}: |out a-b| = {check['out_diff']:.1e}, "
+                    f"grad rel diff = {check['grad_rel_diff']:.1e}; spike rates {rates}",
+                    flush=True,
+                )
                 assert check["out_diff"] < 1e-5 and check["grad_rel_diff"] < 1e-5, check
-            res = {way: _subprocess({"kind": "way", "way": way, "size": size, "num_steps": num_steps,
-                                     "steps": args.iters, "warmup": args.warmup}) for way in args.ways}
+            res = {
+                way: _subprocess(
+                    {
+                        "kind": "way",
+                        "way": way,
+                        "size": size,
+                        "num_steps": num_steps,
+                        "steps": args.iters,
+                        "warmup": args.warmup,
+                    }
+                )
+                for way in args.ways
+            }
             line = f"{size:>4} {num_steps:>3} | " + " | ".join(
-                f"{res[w]['step_s']:7.3f} {res[w]['cpu_s']:6.3f} {res[w]['peak_gb']:5.2f}" for w in args.ways)
+                f"{res[w]['step_s']:7.3f} {res[w]['cpu_s']:6.3f} {res[w]['peak_gb']:5.2f}" for w in args.ways
+            )
             if full:
                 a, b, c = res["snntorch"], res["spikelib"], res["floor"]
-                line += (f" | {b['step_s'] / a['step_s']:8.2f} {b['step_s'] / c['step_s']:9.2f}"
-                         f" {b['cpu_s'] / c['cpu_s']:8.2f} {b['peak_gb'] / a['peak_gb']:8.2f}")
+                line += (
+                    f" | {b['step_s'] / a['step_s']:8.2f} {b['step_s'] / c['step_s']:9.2f}"
+                    f" {b['cpu_s'] / c['cpu_s']:8.2f} {b['peak_gb'] / a['peak_gb']:8.2f}"
+                )
             print(line, flush=True)
     print(f"load average at the end: {os.getloadavg()[0]:.2f}")
 

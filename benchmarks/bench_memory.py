@@ -50,8 +50,8 @@ def worker(rule_name: str, num_steps: int, batch_size: int, threads: int) -> dic
     """One measurement, in this (fresh) process."""
     import torch
 
-    from spikelib.learning import make_rule
-    from spikelib.models import LocalizerConfig, build_localizer
+    from spikelib.learning.rules import make_rule
+    from spikelib.models.localizer import LocalizerConfig, build_localizer
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -62,8 +62,10 @@ def worker(rule_name: str, num_steps: int, batch_size: int, threads: int) -> dic
     generator = torch.Generator().manual_seed(0)
     images = torch.rand(batch_size, config.in_channels, config.image_size, config.image_size, generator=generator)
     corner = 0.5 * torch.rand(batch_size, 2, generator=generator)
-    targets = {"box": torch.cat([corner, corner + 0.4], dim=1),
-               "label": torch.randint(0, config.num_classes, (batch_size,), generator=generator)}
+    targets = {
+        "box": torch.cat([corner, corner + 0.4], dim=1),
+        "label": torch.randint(0, config.num_classes, (batch_size,), generator=generator),
+    }
     rule.train_step(model, images, targets, optimizer)  # warm-up
     gc.collect()
     ctypes.CDLL(None).malloc_trim(0)  # give freed heap pages back, so the step must take its own
@@ -73,8 +75,15 @@ def worker(rule_name: str, num_steps: int, batch_size: int, threads: int) -> dic
     rule.train_step(model, images, targets, optimizer)
     seconds = time.perf_counter() - start
     peak = _status_kib("VmHWM")
-    return {"rule": rule_name, "num_steps": num_steps, "batch_size": batch_size, "peak_mib": peak / 1024,
-            "before_mib": before / 1024, "step_mib": (peak - before) / 1024, "seconds": seconds}
+    return {
+        "rule": rule_name,
+        "num_steps": num_steps,
+        "batch_size": batch_size,
+        "peak_mib": peak / 1024,
+        "before_mib": before / 1024,
+        "step_mib": (peak - before) / 1024,
+        "seconds": seconds,
+    }
 
 
 def main() -> None:
@@ -93,26 +102,44 @@ def main() -> None:
     results: dict[tuple[str, int], dict] = {}
     for rule_name in RULES:
         for num_steps in args.num_steps:
-            command = [sys.executable, __file__, "--worker", rule_name, str(num_steps),
-                       "--batch-size", str(args.batch_size), "--threads", str(args.threads)]
+            command = [
+                sys.executable,
+                __file__,
+                "--worker",
+                rule_name,
+                str(num_steps),
+                "--batch-size",
+                str(args.batch_size),
+                "--threads",
+                str(args.threads),
+            ]
             done = subprocess.run(command, capture_output=True, text=True, check=False)
             if done.returncode != 0:
                 sys.exit(f"{rule_name} T={num_steps} failed:\n{done.stderr[-2000:]}")
             results[rule_name, num_steps] = json.loads(done.stdout.strip().splitlines()[-1])
-            print(f"  {rule_name:8s} T={num_steps:3d}: peak {results[rule_name, num_steps]['peak_mib']:8.0f} MiB",
-                  file=sys.stderr, flush=True)
+            print(
+                f"  {rule_name:8s} T={num_steps:3d}: peak {results[rule_name, num_steps]['peak_mib']:8.0f} MiB",
+                file=sys.stderr,
+                flush=True,
+            )
     first = args.num_steps[0]
-    print(f"\nOne training step of the default SpikingLocalizer (64x64, batch {args.batch_size}, "
-          f"{args.threads} thread(s)); peak RSS of a step, and that peak minus the RSS just before the step")
-    print(f"{'T':>4} | {'BPTT peak':>10} {'step':>8} {'x T=' + str(first):>7} {'s':>6} | "
-          f"{'DECOLLE peak':>12} {'step':>8} {'x T=' + str(first):>7} {'s':>6}")
+    print(
+        f"\nOne training step of the default SpikingLocalizer (64x64, batch {args.batch_size}, "
+        f"{args.threads} thread(s)); peak RSS of a step, and that peak minus the RSS just before the step"
+    )
+    print(
+        f"{'T':>4} | {'BPTT peak':>10} {'step':>8} {'x T=' + str(first):>7} {'s':>6} | "
+        f"{'DECOLLE peak':>12} {'step':>8} {'x T=' + str(first):>7} {'s':>6}"
+    )
     for num_steps in args.num_steps:
         cells = []
         for rule_name in RULES:
             r, base = results[rule_name, num_steps], results[rule_name, first]
             width = 10 if rule_name == "bptt" else 12
-            cells.append(f"{r['peak_mib']:>{width}.0f} {r['step_mib']:>8.0f} {r['peak_mib'] / base['peak_mib']:>7.2f} "
-                         f"{r['seconds']:>6.1f}")
+            cells.append(
+                f"{r['peak_mib']:>{width}.0f} {r['step_mib']:>8.0f} {r['peak_mib'] / base['peak_mib']:>7.2f} "
+                f"{r['seconds']:>6.1f}"
+            )
         print(f"{num_steps:>4} | " + " | ".join(cells))
     last = args.num_steps[-1]
 
@@ -120,9 +147,11 @@ def main() -> None:
         return results[rule_name, last][key] / results[rule_name, first][key]
 
     verdict = "meets" if ratio("decolle", "peak_mib") <= 1.3 else "MISSES"
-    print(f"\nT={last} / T={first} ({last / first:.0f}x the steps): DECOLLE peak {ratio('decolle', 'peak_mib'):.2f} "
-          f"({verdict} the goal <= 1.3), step {ratio('decolle', 'step_mib'):.2f}; "
-          f"BPTT peak {ratio('bptt', 'peak_mib'):.2f}, step {ratio('bptt', 'step_mib'):.2f}")
+    print(
+        f"\nT={last} / T={first} ({last / first:.0f}x the steps): DECOLLE peak {ratio('decolle', 'peak_mib'):.2f} "
+        f"({verdict} the goal <= 1.3), step {ratio('decolle', 'step_mib'):.2f}; "
+        f"BPTT peak {ratio('bptt', 'peak_mib'):.2f}, step {ratio('bptt', 'step_mib'):.2f}"
+    )
 
 
 if __name__ == "__main__":

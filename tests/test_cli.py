@@ -7,19 +7,39 @@ import subprocess
 import sys
 from pathlib import Path
 
-from spikelib.__main__ import main
+from spikelib.app.cli import main
 
 SMALL = ["--num-train", "3", "--num-val", "1", "--num-test", "2", "--image-size", "32", "-q"]
 
 
 def test_data_synth_writes_the_tree_with_the_requested_sizes(tmp_path, capsys):
-    status = main(["data", "synth", "--out", str(tmp_path), "--name", "CLI", "--seed", "5", *SMALL,
-                   "--set", "p_multi=0.5", "--set", "classes=[\"star\", \"ring\"]"])
+    status = main(
+        [
+            "data",
+            "synth",
+            "--out",
+            str(tmp_path),
+            "--name",
+            "CLI",
+            "--seed",
+            "5",
+            *SMALL,
+            "--set",
+            "p_multi=0.5",
+            "--set",
+            'classes=["star", "ring"]',
+        ]
+    )
     assert status == 0
     voc = tmp_path / "VOCdevkit" / "CLI"
     assert [len((voc / f"ImageSets/Main/{s}.txt").read_text().split()) for s in ("train", "val", "test")] == [3, 1, 2]
     config = json.loads((voc / "manifest.json").read_text())["config"]
-    assert (config["seed"], config["image_size"], config["p_multi"], config["classes"]) == (5, 32, 0.5, ["star", "ring"])
+    assert (config["seed"], config["image_size"], config["p_multi"], config["classes"]) == (
+        5,
+        32,
+        0.5,
+        ["star", "ring"],
+    )
     assert f"wrote 6 images to {voc}" in capsys.readouterr().out
 
 
@@ -48,7 +68,12 @@ def test_usage_errors_return_argparse_status_without_raising(capsys):
 
 def test_python_dash_m_entry_point_runs(tmp_path):
     repo = Path(__file__).resolve().parents[1]
-    done = subprocess.run([sys.executable, "-m", "spikelib", "data", "synth", "--out", str(tmp_path), *SMALL],
-                          cwd=repo, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "spikelib", "data", "synth", "--out", str(tmp_path), *SMALL],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "VOCdevkit" / "SHAPES" / "JPEGImages" / "test_000001.jpg").is_file()

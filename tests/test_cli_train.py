@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from spikelib.__main__ import main
-from spikelib.config import ConfigError, RunConfig, load_config
+from spikelib.app.cli import main
+from spikelib.app.config import ConfigError, RunConfig, load_config
 from spikelib.data.synth import SynthConfig, write_synthetic_voc
 
 REPO = Path(__file__).resolve().parents[1]
@@ -68,11 +68,28 @@ def data_root(tmp_path_factory) -> Path:
     return root
 
 
-def write_config(folder: Path, root: Path, name: str = "tiny", models=("snn",), num_steps: int = 2,
-                 epochs: int = 3, batch_size: int = 4, extra: str = "") -> Path:
+def write_config(
+    folder: Path,
+    root: Path,
+    name: str = "tiny",
+    models=("snn",),
+    num_steps: int = 2,
+    epochs: int = 3,
+    batch_size: int = 4,
+    extra: str = "",
+) -> Path:
     path = folder / f"{name}.toml"
-    path.write_text(TINY.format(name=name, models=json.dumps(list(models)), root=root, num_steps=num_steps,
-                                epochs=epochs, batch_size=batch_size) + extra)
+    path.write_text(
+        TINY.format(
+            name=name,
+            models=json.dumps(list(models)),
+            root=root,
+            num_steps=num_steps,
+            epochs=epochs,
+            batch_size=batch_size,
+        )
+        + extra
+    )
     return path
 
 
@@ -84,19 +101,23 @@ def one_line_error(capsys) -> str:
 
 def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([sys.executable, "-m", "spikelib", *args], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "spikelib", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def history_of(run_dir: Path) -> list[dict]:
     """Metrics per epoch without wall-clock fields (NaN as None), from the checkpoint."""
     checkpoint = torch.load(run_dir / "snn" / "checkpoint.pt", weights_only=True)
+
     def plain(v):
         return None if isinstance(v, float) and math.isnan(v) else v
+
     return [{k: plain(v) for k, v in r.items() if "seconds" not in k} for r in checkpoint["history"]]
 
 
 # ----------------------------------------------------------------------------- configs
+
 
 @pytest.mark.parametrize("name", ["synthetic-cpu", "voc-gpu"])
 def test_the_shipped_configs_load(name):
@@ -111,13 +132,20 @@ def test_voc_gpu_trains_on_07_and_12_trainval_and_tests_on_07_test():
     assert cfg.model.num_classes == 20 and cfg.train.amp == "bf16" and cfg.data.image_size >= 128
 
 
-@pytest.mark.parametrize("table, key", [("", "sed"), ("[train]", "lrr"), ("[model]", "num_step"),
-                                        ("[data]", "imagesize"), ("[ann]", "epoch")])
+@pytest.mark.parametrize(
+    "table, key",
+    [("", "sed"), ("[train]", "lrr"), ("[model]", "num_step"), ("[data]", "imagesize"), ("[ann]", "epoch")],
+)
 def test_an_unknown_key_is_named_with_the_allowed_ones(tmp_path, data_root, table, key):
     path = write_config(tmp_path, data_root)
     text = path.read_text()
-    text = f"{key} = 1\n" + text if not table else text.replace(f"{table}\n", f"{table}\n{key} = 1\n") if (
-        table in text) else text + f"\n{table}\n{key} = 1\n"
+    text = (
+        f"{key} = 1\n" + text
+        if not table
+        else text.replace(f"{table}\n", f"{table}\n{key} = 1\n")
+        if (table in text)
+        else text + f"\n{table}\n{key} = 1\n"
+    )
     path.write_text(text)
     with pytest.raises(ConfigError) as caught:
         load_config(path)
@@ -143,6 +171,7 @@ def test_run_config_round_trips_through_a_plain_dict(tmp_path, data_root):
 
 # ----------------------------------------------------------------------------- one-line errors
 
+
 def test_unknown_config_key_is_a_one_line_error(tmp_path, data_root, capsys):
     path = write_config(tmp_path, data_root, extra="\n[train.loss]\nbox_los = 'giou'\n")
     assert main(["train", "--config", str(path), "--runs-dir", str(tmp_path / "runs")]) == 1
@@ -158,10 +187,34 @@ def test_missing_dataset_root_is_a_one_line_error(tmp_path, data_root, capsys):
 
 
 def test_voc_root_without_the_requested_year_or_split_is_a_one_line_error(tmp_path, voc_sample, capsys):
-    base = ["--set", f"data.root={voc_sample}", "--set", "data.generate=false", "--set", "model.num_classes=20",
-            "--runs-dir", str(tmp_path / "runs"), "-q"]
-    assert main(["train", "--config", "synthetic-cpu", "--set", 'data.train=["2007:trainval"]',
-                 "--set", 'data.val=["2007:trainval"]', "--set", 'data.test=["2007:test"]', *base]) == 1
+    base = [
+        "--set",
+        f"data.root={voc_sample}",
+        "--set",
+        "data.generate=false",
+        "--set",
+        "model.num_classes=20",
+        "--runs-dir",
+        str(tmp_path / "runs"),
+        "-q",
+    ]
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                "synthetic-cpu",
+                "--set",
+                'data.train=["2007:trainval"]',
+                "--set",
+                'data.val=["2007:trainval"]',
+                "--set",
+                'data.test=["2007:test"]',
+                *base,
+            ]
+        )
+        == 1
+    )
     err = one_line_error(capsys)
     assert "VOC2007/ImageSets/Main/test.txt" in err and "splits there: ['trainval']" in err
     assert main(["train", "--config", "synthetic-cpu", "--set", 'data.train=["2010:trainval"]', *base]) == 1
@@ -169,6 +222,7 @@ def test_voc_root_without_the_requested_year_or_split_is_a_one_line_error(tmp_pa
 
 
 # ----------------------------------------------------------------------------- a whole run
+
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory, data_root) -> Path:
@@ -242,8 +296,13 @@ def test_kill_9_mid_epoch_then_resume_reaches_the_same_metrics(finished_run, tmp
     config = finished_run / "tiny.toml"
     runs = tmp_path / "runs"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "spikelib", "train", "--config", str(config), "--runs-dir",
-                             str(runs)], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "spikelib", "train", "--config", str(config), "--runs-dir", str(runs)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     progress: list[bytes] = []  # what the process writes to stderr: its progress bars
     reader = threading.Thread(target=lambda: progress.extend(iter(lambda: proc.stderr.read1(256), b"")))
     reader.start()
@@ -267,40 +326,61 @@ def test_kill_9_mid_epoch_then_resume_reaches_the_same_metrics(finished_run, tmp
     assert done.returncode == 0, done.stderr[-3000:]
     assert history_of(runs / "tiny") == reference
     assert len((killed / "metrics.jsonl").read_text().splitlines()) == 3
-    resumed, straight = (json.loads((folder / "tiny" / "results.json").read_text())["snn"]["test"]
-                         for folder in (runs, finished_run / "runs"))
+    resumed, straight = (
+        json.loads((folder / "tiny" / "results.json").read_text())["snn"]["test"]
+        for folder in (runs, finished_run / "runs")
+    )
     assert {k: v for k, v in resumed.items() if k != "seconds"} == {k: v for k, v in straight.items() if k != "seconds"}
 
 
 # ----------------------------------------------------------------------------- data of a run
 
+
 def test_voc_photos_repeated_across_years_are_trained_on_once(voc_sample):
-    from spikelib.config import DataConfig
+    from spikelib.app.config import DataConfig
+    from spikelib.app.job import build_data, canonical_image_key
     from spikelib.data import VOCLocalization
-    from spikelib.job import build_data, canonical_image_key
 
     assert canonical_image_key("2012", "2007_000032") == canonical_image_key("2007", "000032") == "2007/000032"
     assert canonical_image_key("2012", "2008_000002") == "2008/000002"
     assert canonical_image_key("SHAPES", "train_000001") == "SHAPES/train_000001"
     sizes = {year: len(VOCLocalization(voc_sample, year, "trainval", policy="largest")) for year in ("2007", "2012")}
     for test_year, other in (("2007", "2012"), ("2012", "2007")):
-        cfg = DataConfig(root=str(voc_sample), generate=False, train=("2007:trainval", "2012:trainval"), val=(),
-                         val_fraction=0.1, test=(f"{test_year}:trainval",), image_size=32, cache=False)
+        cfg = DataConfig(
+            root=str(voc_sample),
+            generate=False,
+            train=("2007:trainval", "2012:trainval"),
+            val=(),
+            val_fraction=0.1,
+            test=(f"{test_year}:trainval",),
+            image_size=32,
+            cache=False,
+        )
         splits = build_data(cfg, seed=0)
         tested = {canonical_image_key(test_year, ann.image_id) for ann in splits.test.annotations}
-        trained = {canonical_image_key(leaf.dataset, leaf.annotations[i].image_id)
-                   for i, leaf in _train_items(splits.train) + _train_items(splits.val)}
+        trained = {
+            canonical_image_key(leaf.dataset, leaf.annotations[i].image_id)
+            for i, leaf in _train_items(splits.train) + _train_items(splits.val)
+        }
         assert not tested & trained
         # the sample's three photos that are in both years (000032, 000033, 000039) leave the other year too
         assert len(splits.train) + len(splits.val) == len(trained) == sizes[other] - 3
 
 
 def test_held_out_validation_images_are_not_augmented_and_not_trained_on(data_root):
-    from spikelib.config import DataConfig
-    from spikelib.job import build_data
+    from spikelib.app.config import DataConfig
+    from spikelib.app.job import build_data
 
-    cfg = DataConfig(root=str(data_root), generate=False, train=("CLIDATA:train",), val=(), val_fraction=0.25,
-                     test=("CLIDATA:test",), image_size=32, augment=True)
+    cfg = DataConfig(
+        root=str(data_root),
+        generate=False,
+        train=("CLIDATA:train",),
+        val=(),
+        val_fraction=0.25,
+        test=("CLIDATA:test",),
+        image_size=32,
+        augment=True,
+    )
     splits = build_data(cfg, seed=0)
     assert (len(splits.train), len(splits.val)) == (36, 12)
     assert not set(splits.train.indices) & set(splits.val.indices)

@@ -9,23 +9,35 @@ import pandas as pd
 import pytest
 import torch
 
-import spikelib.compare
-from spikelib.compare import (MeanBoxBaseline, StudyConfig, load_study_model, run_study, study_variants,
-                              variant_from_name)
-from spikelib.compare_table import comparison_table, load_study, table_markdown, write_study
-from spikelib.models import build_localizer, preset
+import spikelib.app.study
+from spikelib.app.compare_table import comparison_table, load_study, table_markdown, write_study
+from spikelib.app.study import (
+    MeanBoxBaseline,
+    StudyConfig,
+    load_study_model,
+    run_study,
+    study_variants,
+    variant_from_name,
+)
+from spikelib.models.localizer import preset
 
 
 def test_doctests_pass():
-    assert doctest.testmod(spikelib.compare).failed == 0
+    assert doctest.testmod(spikelib.app.study).failed == 0
 
 
 def test_variants_sweep_t_with_the_config_code_and_compare_codes_at_one_t():
     cfg = preset("tiny", num_steps=4, coding="direct")
     study = StudyConfig(num_steps=(1, 2), codings=("rate", "direct", "latency"), coding_steps=2)
     variants = study_variants(cfg, study)
-    assert [v.name for v in variants] == ["ann", "snn-T1-direct", "snn-T2-direct", "snn-T4-direct", "snn-T2-rate",
-                                          "snn-T2-latency"]  # reference T4 added, direct not repeated
+    assert [v.name for v in variants] == [
+        "ann",
+        "snn-T1-direct",
+        "snn-T2-direct",
+        "snn-T4-direct",
+        "snn-T2-rate",
+        "snn-T2-latency",
+    ]  # reference T4 added, direct not repeated
     assert variants[0].kind == "ann" and all(v.kind == "snn" for v in variants[1:])
     assert variants[-1].model.num_steps == 2 and variants[-1].model.coding == "latency"
     assert variants[-1].model.encoder_channels == cfg.encoder_channels
@@ -39,13 +51,16 @@ def test_variant_names_round_trip():
         variant_from_name(cfg, "snn-4-direct")
 
 
-@pytest.mark.parametrize(("kwargs", "match"), [
-    ({"num_steps": (0,)}, "num_steps must be ints >= 1"),
-    ({"codings": ("morse",)}, "codings must be among"),
-    ({"robustness": "some"}, "robustness must be one of"),
-    ({"severities": (0, 1)}, "severities in 1..5"),
-    ({"train_images": -1}, r"train_images must be an int >= 0 \(0: all\), got -1"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"num_steps": (0,)}, "num_steps must be ints >= 1"),
+        ({"codings": ("morse",)}, "codings must be among"),
+        ({"robustness": "some"}, "robustness must be one of"),
+        ({"severities": (0, 1)}, "severities in 1..5"),
+        ({"train_images": -1}, r"train_images must be an int >= 0 \(0: all\), got -1"),
+    ],
+)
 def test_study_config_names_the_bad_value(kwargs, match):
     with pytest.raises(ValueError, match=match):
         StudyConfig(**kwargs)
@@ -55,19 +70,44 @@ def test_study_config_names_the_bad_value(kwargs, match):
 
 def _results() -> dict:
     """A hand-made study: ANN 10 uJ, SNN 2 uJ (5x less), robustness of both."""
+
     def model(kind, steps, energy_j, macs, synops, miou, extra):
-        return {"kind": kind, "num_steps": steps, "coding": "direct" if kind == "snn" else "analog",
-                "train": {"source": "trained", "epochs": 1, "train_seconds": 1.0},
-                "test": {"miou": miou, "corloc": 0.5, "map50": 0.25, "accuracy": 0.9},
-                "energy": {"energy_j": energy_j, "macs": macs, "synops": synops}, **extra}
-    robust = {"metric": "miou", "clean": 0.6, "scores": {"jpeg": [0.54, 0.3]}, "severities": [1, 5],
-              "rad": {"jpeg": [0.1, 0.5]}, "mrad": 0.3, "mean_corrupted": 0.42}
-    return {"study": {"train_images": 0}, "reference": "snn-T4-direct", "num_test_images": 10, "num_energy_images": 5,
-            "seconds": 1.0, "run_config": {"name": "toy", "train": {"epochs": 1}, "model": {"image_size": 32},
-                                           "data": {"train": ["SHAPES:train"], "test": ["SHAPES:test"]}},
-            "models": {"ann": model("ann", 1, 10e-6, 2.0e6, 0.0, 0.6, {"robustness": robust}),
-                       "snn-T4-direct": model("snn", 4, 2e-6, 0.2e6, 1.2e6, 0.55,
-                                              {"mean_rate": 0.125, "steps_to_90": 3})}}
+        return {
+            "kind": kind,
+            "num_steps": steps,
+            "coding": "direct" if kind == "snn" else "analog",
+            "train": {"source": "trained", "epochs": 1, "train_seconds": 1.0},
+            "test": {"miou": miou, "corloc": 0.5, "map50": 0.25, "accuracy": 0.9},
+            "energy": {"energy_j": energy_j, "macs": macs, "synops": synops},
+            **extra,
+        }
+
+    robust = {
+        "metric": "miou",
+        "clean": 0.6,
+        "scores": {"jpeg": [0.54, 0.3]},
+        "severities": [1, 5],
+        "rad": {"jpeg": [0.1, 0.5]},
+        "mrad": 0.3,
+        "mean_corrupted": 0.42,
+    }
+    return {
+        "study": {"train_images": 0},
+        "reference": "snn-T4-direct",
+        "num_test_images": 10,
+        "num_energy_images": 5,
+        "seconds": 1.0,
+        "run_config": {
+            "name": "toy",
+            "train": {"epochs": 1},
+            "model": {"image_size": 32},
+            "data": {"train": ["SHAPES:train"], "test": ["SHAPES:test"]},
+        },
+        "models": {
+            "ann": model("ann", 1, 10e-6, 2.0e6, 0.0, 0.6, {"robustness": robust}),
+            "snn-T4-direct": model("snn", 4, 2e-6, 0.2e6, 1.2e6, 0.55, {"mean_rate": 0.125, "steps_to_90": 3}),
+        },
+    }
 
 
 def test_table_has_one_row_per_model_with_the_energy_ratio_to_the_ann():
@@ -85,8 +125,14 @@ def test_table_has_one_row_per_model_with_the_energy_ratio_to_the_ann():
 
 
 def test_baseline_is_the_last_row_with_scores_only():
-    results = {**_results(), "baseline": {"name": "mean box", "box": [0.2, 0.2, 0.8, 0.8],
-                                          "test": {"miou": 0.3, "corloc": 0.1, "map50": 0.05}}}
+    results = {
+        **_results(),
+        "baseline": {
+            "name": "mean box",
+            "box": [0.2, 0.2, 0.8, 0.8],
+            "test": {"miou": 0.3, "corloc": 0.1, "map50": 0.05},
+        },
+    }
     table = comparison_table(results)
     assert list(table["model"]) == ["ann", "snn-T4-direct", "mean box"]
     row = table.iloc[-1]
@@ -96,8 +142,10 @@ def test_baseline_is_the_last_row_with_scores_only():
 
 
 def test_mean_box_baseline_predicts_the_mean_training_box_and_the_most_frequent_class():
-    items = [(torch.zeros(1, 4, 4), {"box": torch.tensor(box), "label": torch.tensor(label)})
-             for box, label in (([0.0, 0.0, 0.5, 0.5], 2), ([0.5, 0.5, 1.0, 1.0], 2), ([0.2, 0.0, 0.6, 0.4], 1))]
+    items = [
+        (torch.zeros(1, 4, 4), {"box": torch.tensor(box), "label": torch.tensor(label)})
+        for box, label in (([0.0, 0.0, 0.5, 0.5], 2), ([0.5, 0.5, 1.0, 1.0], 2), ([0.2, 0.0, 0.6, 0.4], 1))
+    ]
     baseline = MeanBoxBaseline.fit(items, num_classes=4)
     pred = baseline(torch.zeros(5, 1, 4, 4))
     torch.testing.assert_close(pred.boxes, torch.tensor([[0.7 / 3, 0.5 / 3, 2.1 / 3, 1.9 / 3]]).expand(5, 4))
@@ -118,6 +166,7 @@ def test_write_and_load_study_round_trip(tmp_path):
 
 
 # ------------------------------------------------------------------------------ end to end
+
 
 def _write_config(tmp_path, synth_root, synth_config) -> str:
     name = synth_config.name
@@ -152,14 +201,22 @@ device = "cpu"
 
 
 def test_study_end_to_end_reuses_checkpoints_and_the_main_job(tmp_path, synth_root, synth_config):
-    from spikelib.config import load_config
-    from spikelib.job import build_data
-    from spikelib.train import evaluate
+    from spikelib.app.config import load_config
+    from spikelib.app.job import build_data
+    from spikelib.eval.evaluate import evaluate
 
     cfg = load_config(_write_config(tmp_path, synth_root, synth_config))
     test_set = build_data(cfg.data, progress=False).test
-    study = StudyConfig(num_steps=(1,), codings=("rate",), coding_steps=1, corruptions=("jpeg", "gaussian_noise"),
-                        severities=(5,), robustness="reference", energy_images=4, batch_size=16)
+    study = StudyConfig(
+        num_steps=(1,),
+        codings=("rate",),
+        coding_steps=1,
+        corruptions=("jpeg", "gaussian_noise"),
+        severities=(5,),
+        robustness="reference",
+        energy_images=4,
+        batch_size=16,
+    )
     runs = tmp_path / "runs"
     first = run_study(cfg, study, runs, progress=False)
     assert list(first["models"]) == ["ann", "snn-T1-direct", "snn-T2-direct", "snn-T1-rate"]
@@ -188,21 +245,45 @@ def test_study_end_to_end_reuses_checkpoints_and_the_main_job(tmp_path, synth_ro
         run_study(cfg, StudyConfig(**{**study.__dict__, "train_images": 20}), runs, progress=False)
     # a finished model of the main job (runs/<name>/snn) with the same configuration is reused
     (runs / "tiny-compare" / "snn").mkdir()
-    shutil.copy(runs / "tiny-compare" / "compare" / "snn-T2-direct" / "checkpoint.pt",
-                runs / "tiny-compare" / "snn" / "checkpoint.pt")
-    reused = run_study(cfg, StudyConfig(num_steps=(2,), codings=(), robustness="none", energy_images=4), runs,
-                       fresh=True, progress=False)
+    shutil.copy(
+        runs / "tiny-compare" / "compare" / "snn-T2-direct" / "checkpoint.pt",
+        runs / "tiny-compare" / "snn" / "checkpoint.pt",
+    )
+    reused = run_study(
+        cfg,
+        StudyConfig(num_steps=(2,), codings=(), robustness="none", energy_images=4),
+        runs,
+        fresh=True,
+        progress=False,
+    )
     assert reused["models"]["snn-T2-direct"]["train"]["source"].startswith("main job")
     assert reused["models"]["snn-T2-direct"]["test"] == snn["test"]
     assert reused["models"]["ann"]["train"]["source"] == "trained"
 
 
 def test_cli_compare_prints_the_table_and_writes_the_files(tmp_path, synth_root, synth_config, capsys):
-    from spikelib.__main__ import main
+    from spikelib.app.cli import main
 
     config = _write_config(tmp_path, synth_root, synth_config)
-    status = main(["compare", "--config", config, "--runs-dir", str(tmp_path), "--num-steps", "1", "--codings",
-                   "--robustness", "none", "--energy-images", "4", "--test-images", "6", "-q"])
+    status = main(
+        [
+            "compare",
+            "--config",
+            config,
+            "--runs-dir",
+            str(tmp_path),
+            "--num-steps",
+            "1",
+            "--codings",
+            "--robustness",
+            "none",
+            "--energy-images",
+            "4",
+            "--test-images",
+            "6",
+            "-q",
+        ]
+    )
     out = capsys.readouterr().out
     assert status == 0
     assert "| snn-T1-direct | 1 | direct |" in out and "| ann | – | analog |" in out

@@ -9,9 +9,9 @@ import torchvision
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-import spikelib.counting
-from spikelib.counting import count_macs, count_synops, energy_estimate
-from spikelib.neurons import LIF
+import spikelib.eval.counting
+from spikelib.eval.counting import count_macs, count_synops, energy_estimate
+from spikelib.snn.neurons import LIF
 
 # The spike pattern of the hand-counted tests (1 channel, 4x4).
 PATTERN = torch.tensor(
@@ -319,5 +319,5 @@ def test_energy_estimate_rejects_negative_counts():
 
 
 def test_counting_docstring_examples_run():
-    result = doctest.testmod(spikelib.counting)
+    result = doctest.testmod(spikelib.eval.counting)
     assert result.attempted >= 3 and result.failed == 0

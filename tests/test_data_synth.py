@@ -27,8 +27,9 @@ def test_config_unknown_key_raises_naming_it_and_the_allowed_keys():
         SynthConfig.from_dict({"num_trian": 10})
 
 
-@pytest.mark.parametrize("values", [{"min_area": 0.7}, {"p_multi": 1.5}, {"classes": ("hexagon",)},
-                                    {"name": "../evil"}, {"image_size": 8}])
+@pytest.mark.parametrize(
+    "values", [{"min_area": 0.7}, {"p_multi": 1.5}, {"classes": ("hexagon",)}, {"name": "../evil"}, {"image_size": 8}]
+)
 def test_config_out_of_range_value_raises(values):
     with pytest.raises(ValueError, match="|".join(values)):
         SynthConfig(**values)
@@ -88,8 +89,17 @@ def test_xml_has_voc_fields_and_one_based_boxes_inside_the_image(synth_root, syn
 def test_box_is_the_tight_box_of_the_drawn_pixels():
     # Flat background, solid grey objects, no noise: every pixel that differs from the
     # background by more than half the object's contrast belongs to the object.
-    cfg = SynthConfig(background_gradient=0, background_blobs=0, noise_std=0, max_clutter_lines=0,
-                      max_clutter_blobs=0, texture_amplitude=0, max_saturation=0, p_multi=0, p_difficult=0)
+    cfg = SynthConfig(
+        background_gradient=0,
+        background_blobs=0,
+        noise_std=0,
+        max_clutter_lines=0,
+        max_clutter_blobs=0,
+        texture_amplitude=0,
+        max_saturation=0,
+        p_multi=0,
+        p_difficult=0,
+    )
     for i in range(30):
         scene = render_scene(np.random.default_rng(i), cfg)
         (obj,) = scene.objects
@@ -109,8 +119,7 @@ def test_default_scenes_have_the_documented_statistics():
     assert {o.name for o in easy} == set(SHAPE_CLASSES)
     counts = np.array([sum(o.name == c for o in easy) for c in SHAPE_CLASSES])
     assert counts.min() > 0.6 * counts.mean()  # classes roughly balanced
-    areas = np.array([(o.box[2] - o.box[0] + 1) * (o.box[3] - o.box[1] + 1) / 128**2
-                      for o in easy if not o.truncated])
+    areas = np.array([(o.box[2] - o.box[0] + 1) * (o.box[3] - o.box[1] + 1) / 128**2 for o in easy if not o.truncated])
     assert 0.045 < areas.min() and areas.max() < 0.63 and np.median(areas) < 0.25
     multi = np.mean([sum(not o.difficult for o in s.objects) > 1 for s in scenes])
     assert 0.17 < multi < 0.33
@@ -202,10 +211,16 @@ def test_ensure_synthetic_rejects_unknown_config_keys(tmp_path):
         ensure_synthetic(tmp_path, num_images=5)
 
 
-def test_default_data_root_is_the_repository_data_folder_whatever_the_cwd(tmp_path, monkeypatch):
+def test_default_data_root_is_found_from_the_working_directory_not_the_package(tmp_path, monkeypatch):
     monkeypatch.delenv("SPIKELIB_DATA", raising=False)
-    monkeypatch.chdir(tmp_path)
     repo = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(repo / "notebooks")  # where Jupyter starts the course's kernels
     assert default_data_root() == repo / "data"
-    monkeypatch.setenv("SPIKELIB_DATA", os.fspath(tmp_path))
-    assert default_data_root() == tmp_path
+    monkeypatch.chdir(tmp_path)  # a user's own folder, no configs/ above it
+    assert default_data_root() == tmp_path / "data"
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "deep" / "er").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "deep" / "er")  # the nearest folder with configs/ is the project root
+    assert default_data_root() == tmp_path / "data"
+    monkeypatch.setenv("SPIKELIB_DATA", os.fspath(tmp_path / "elsewhere"))
+    assert default_data_root() == tmp_path / "elsewhere"

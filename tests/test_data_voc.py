@@ -20,8 +20,13 @@ def _xml_objects(xml: Path) -> list[dict]:
     objects = []
     for obj in root.findall("object"):  # direct children only: <part> boxes are deeper
         box = [float(obj.findtext(f"bndbox/{k}")) for k in ("xmin", "ymin", "xmax", "ymax")]
-        objects.append({"name": obj.findtext("name"), "difficult": obj.findtext("difficult") == "1",
-                        "box": [(box[0] - 1) / size[0], (box[1] - 1) / size[1], box[2] / size[0], box[3] / size[1]]})
+        objects.append(
+            {
+                "name": obj.findtext("name"),
+                "difficult": obj.findtext("difficult") == "1",
+                "box": [(box[0] - 1) / size[0], (box[1] - 1) / size[1], box[2] / size[0], box[3] / size[1]],
+            }
+        )
     return objects
 
 
@@ -37,6 +42,7 @@ def _edit_box(xml: Path, **coords: int) -> None:
 
 
 # ---------------------------------------------------------------- generated data
+
 
 def test_item_is_a_unit_range_image_and_a_collatable_target(synth_root, synth_config):
     ds = VOCLocalization(synth_root, dataset=synth_config.name, image_set="train", policy="largest")
@@ -117,8 +123,10 @@ def test_ground_truth_lists_every_object_including_difficult_ones(synth_root, sy
 def test_classes_argument_sets_label_order_and_ignores_other_classes(synth_root, synth_config):
     ds = VOCLocalization(synth_root, dataset=synth_config.name, policy="largest", classes=("star", "ring"))
     assert ds.classes == ("star", "ring")
-    assert all({ds.classes[label] for label in ds.ground_truth(i)["labels"].tolist()} <= {"star", "ring"}
-               for i in range(len(ds)))
+    assert all(
+        {ds.classes[label] for label in ds.ground_truth(i)["labels"].tolist()} <= {"star", "ring"}
+        for i in range(len(ds))
+    )
     assert {ds[i][1]["label"].item() for i in range(len(ds))} == {0, 1}
     assert ds.stats.dropped["no non-difficult object"] > 0
 
@@ -164,6 +172,7 @@ def test_augmentation_repeats_for_a_seed_and_epoch_and_keeps_boxes_valid(synth_r
 
 # ---------------------------------------------------------------- real VOC files
 
+
 @pytest.mark.parametrize("year", ["2007", "2012"])
 def test_real_voc_object_counts_exclude_parts_and_single_matches_an_independent_count(voc_sample, year):
     voc = voc_sample / "VOCdevkit" / f"VOC{year}"
@@ -202,6 +211,7 @@ def test_real_voc_action_annotation_with_float_coordinates_and_no_truncated_flag
 
 # ---------------------------------------------------------------- bad input
 
+
 def _first_id(root: Path, name: str) -> tuple[Path, str]:
     voc = root / "VOCdevkit" / name
     return voc, _split_ids(voc, "train")[0]
@@ -217,16 +227,23 @@ def test_undecodable_jpeg_raises_naming_the_file(synth_copy, synth_config, damag
     with pytest.raises(VOCDataError, match=f"{jpg}.*cannot decode"):
         ds[0]
     with pytest.warns(UserWarning, match="skipped 1 images that cannot be decoded"):
-        cached = VOCLocalization(synth_copy, dataset=synth_config.name, policy="largest", cache=True,
-                                 bad_samples="skip")
+        cached = VOCLocalization(
+            synth_copy, dataset=synth_config.name, policy="largest", cache=True, bad_samples="skip"
+        )
     assert cached.stats.dropped == {"bad image": 1} and len(cached) == cached.stats.listed - 1
 
 
-@pytest.mark.parametrize("damage, message", [
-    ("malformed", "malformed XML"), ("no_image", "does not exist"), ("no_xml", "does not exist"),
-    ("zero_area", "zero or negative area"), ("far_outside", "outside the 128x128 image"),
-    ("unknown_class", "class 'hexagon' is not one of"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        ("malformed", "malformed XML"),
+        ("no_image", "does not exist"),
+        ("no_xml", "does not exist"),
+        ("zero_area", "zero or negative area"),
+        ("far_outside", "outside the 128x128 image"),
+        ("unknown_class", "class 'hexagon' is not one of"),
+    ],
+)
 def test_bad_sample_raises_naming_the_file_or_is_skipped_with_a_warning(synth_copy, synth_config, damage, message):
     voc, image_id = _first_id(synth_copy, synth_config.name)
     xml, jpg = voc / "Annotations" / f"{image_id}.xml", voc / "JPEGImages" / f"{image_id}.jpg"
@@ -284,8 +301,11 @@ def test_missing_split_file_names_the_path_and_the_splits_there(synth_root, synt
 
 def test_split_empty_after_filtering_raises_with_the_counts(synth_copy, synth_config):
     voc = synth_copy / "VOCdevkit" / synth_config.name
-    multi = [i for i in _split_ids(voc, "train")
-             if sum(not o["difficult"] for o in _xml_objects(voc / "Annotations" / f"{i}.xml")) > 1]
+    multi = [
+        i
+        for i in _split_ids(voc, "train")
+        if sum(not o["difficult"] for o in _xml_objects(voc / "Annotations" / f"{i}.xml")) > 1
+    ]
     (voc / "ImageSets/Main/train.txt").write_text("".join(f"{i}\n" for i in multi))
     with pytest.raises(ValueError, match=rf"empty after the 'single' policy: {len(multi)} listed, 0 kept"):
         VOCLocalization(synth_copy, dataset=synth_config.name, policy="single")
@@ -313,10 +333,15 @@ def test_offline_download_raises_with_instructions(tmp_path, monkeypatch):
         VOCLocalization(tmp_path, dataset="2012", download=True)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"policy": "biggest"}, "policy must be one of"), ({"image_size": 0}, "image_size must be"),
-    ({"bad_samples": "ignore"}, "bad_samples must be"), ({"jitter": 0.7}, "jitter must be"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"policy": "biggest"}, "policy must be one of"),
+        ({"image_size": 0}, "image_size must be"),
+        ({"bad_samples": "ignore"}, "bad_samples must be"),
+        ({"jitter": 0.7}, "jitter must be"),
+    ],
+)
 def test_invalid_arguments_raise_naming_the_value(synth_root, synth_config, kwargs, message):
     with pytest.raises(ValueError, match=message):
         VOCLocalization(synth_root, dataset=synth_config.name, **kwargs)

@@ -1,4 +1,4 @@
-"""Learning rules for the localizer: DECOLLE (spikelib.decolle) and BPTT (spikelib.learning).
+"""Learning rules for the localizer: DECOLLE (spikelib.learning.decolle) and BPTT (spikelib.learning.bptt).
 
 The pins: DECOLLE's readouts are fixed and random; its gradients stay inside each layer
 (between layers and through time); both rules, and BPTT on the ANN twin, improve IoU in
@@ -13,11 +13,13 @@ import pytest
 import torch
 from torchvision.ops import box_iou
 
-from spikelib.decolle import DECOLLE, RandomReadout, rate_floor_penalty
-from spikelib.learning import BPTT, NonFiniteLossError, make_rule
-from spikelib.losses import localization_loss
-from spikelib.models import build_ann_twin, build_localizer, preset
-from spikelib.neurons import LIFState
+from spikelib.learning.base import NonFiniteLossError
+from spikelib.learning.bptt import BPTT
+from spikelib.learning.decolle import DECOLLE, RandomReadout, rate_floor_penalty
+from spikelib.learning.losses import localization_loss
+from spikelib.learning.rules import make_rule
+from spikelib.models.localizer import build_ann_twin, build_localizer, preset
+from spikelib.snn.neurons import LIFState
 
 
 def _rectangles(num: int, size: int = 32, seed: int = 0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -29,7 +31,7 @@ def _rectangles(num: int, size: int = 32, seed: int = 0) -> tuple[torch.Tensor, 
         w, h = (int(v) for v in torch.randint(6, size // 2 + 4, (2,), generator=generator))
         x0 = int(torch.randint(0, size - w + 1, (1,), generator=generator))
         y0 = int(torch.randint(0, size - h + 1, (1,), generator=generator))
-        images[i, 0, y0:y0 + h, x0:x0 + w] = 0.9
+        images[i, 0, y0 : y0 + h, x0 : x0 + w] = 0.9
         boxes[i] = torch.tensor([x0, y0, x0 + w, y0 + h]) / size
     labels = ((boxes[:, 2] - boxes[:, 0]) > (boxes[:, 3] - boxes[:, 1])).long()
     return images, {"box": boxes, "label": labels}
@@ -53,8 +55,7 @@ def _mean_iou(model, images, targets) -> float:
 
 
 def test_readout_weights_are_fixed_uniform_and_seeded():
-    readout = RandomReadout((8, 32, 32), num_classes=6, scale=2.0, pool=16,
-                            generator=torch.Generator().manual_seed(0))
+    readout = RandomReadout((8, 32, 32), num_classes=6, scale=2.0, pool=16, generator=torch.Generator().manual_seed(0))
     fan_in = 8 * 16 * 16
     assert readout.weight.shape == (10, fan_in)
     assert list(readout.parameters()) == []  # a buffer: no optimizer can change it
@@ -172,8 +173,16 @@ def test_decolle_reports_head_and_local_losses():
     torch.manual_seed(0)
     model, (images, targets) = build_localizer(_config()), _rectangles(8)
     info = DECOLLE(burn_in=1).train_step(model, images, targets, torch.optim.Adam(model.parameters(), 1e-3))
-    for key in ("loss", "box_loss", "class_loss", "iou", "accuracy", "local_loss", "local_loss_enc1",
-                "local_loss_dec3"):
+    for key in (
+        "loss",
+        "box_loss",
+        "class_loss",
+        "iou",
+        "accuracy",
+        "local_loss",
+        "local_loss_enc1",
+        "local_loss_dec3",
+    ):
         assert key in info and math.isfinite(info[key]), key
     local = sum(info[f"local_loss_{name}"] for name in model.config.layer_names())
     assert info["local_loss"] == pytest.approx(local)
@@ -207,7 +216,7 @@ def test_bptt_trains_the_ann_twin():
 
 def test_layer_predictions_cover_every_layer_and_the_head():
     torch.manual_seed(0)
-    model, (images, targets) = build_localizer(_config()), _rectangles(4)
+    model, (images, _) = build_localizer(_config()), _rectangles(4)
     predictions = DECOLLE().layer_predictions(model, images)
     assert list(predictions) == [*model.config.layer_names(), "head"]
     assert all(p.boxes.shape == (4, 4) and p.logits.shape == (4, 2) for p in predictions.values())

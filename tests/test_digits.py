@@ -46,10 +46,13 @@ def test_default_split_sizes_and_item_types(default_split):
 def test_split_parts_are_disjoint_and_cover_every_image(default_split):
     train, test = default_split
     all_images, _ = load_digits_tensors()
+
     # identify images by their pixels (a few digits are duplicated in the set, so count)
     def keys(images):
         return [tuple(img.flatten().tolist()) for img in images]
+
     from collections import Counter
+
     train_keys, test_keys = Counter(keys(train.tensors[0])), Counter(keys(test.tensors[0]))
     assert train_keys + test_keys == Counter(keys(all_images))
     duplicated = {k for k, n in Counter(keys(all_images)).items() if n > 1}

@@ -13,8 +13,15 @@ from pathlib import Path
 
 import torch
 
-from spikelib.distributed import (DistInfo, all_reduce_mean, gather_objects, init_distributed, max_replica_difference,
-                                  prepare_model, unwrap)
+from spikelib.runtime.distributed import (
+    DistInfo,
+    all_reduce_mean,
+    gather_objects,
+    init_distributed,
+    max_replica_difference,
+    prepare_model,
+    unwrap,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 RULES = ("bptt", "decolle")
@@ -34,8 +41,17 @@ def test_a_single_process_needs_no_process_group(monkeypatch):
 def test_two_processes_train_identical_replicas_on_disjoint_shards(synth_root, tmp_path):
     """BPTT through DistributedDataParallel and DECOLLE through gradient averaging, 2 gloo processes."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-               __file__, "--worker", str(synth_root), str(tmp_path)]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        __file__,
+        "--worker",
+        str(synth_root),
+        str(tmp_path),
+    ]
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     shards = [torch.load(tmp_path / f"shard-rank{r}.pt") for r in (0, 1)]
@@ -55,11 +71,11 @@ def test_two_processes_train_identical_replicas_on_disjoint_shards(synth_root, t
 
 def _worker(root: str, out: str) -> None:
     """One process of the 2-process test: train the tiny SNN with each rule, save what the test checks."""
-    from spikelib.config import TrainConfig
     from spikelib.data import VOCLocalization
-    from spikelib.learning import make_rule
-    from spikelib.models import build_localizer, preset
-    from spikelib.train import fit, make_train_loader, set_epoch
+    from spikelib.learning.rules import make_rule
+    from spikelib.models.localizer import build_localizer, preset
+    from spikelib.training.config import TrainConfig
+    from spikelib.training.trainer import fit, make_train_loader, set_epoch
 
     torch.set_num_threads(1)
     out_dir = Path(out)
@@ -73,12 +89,33 @@ def _worker(root: str, out: str) -> None:
         torch.manual_seed(100 + info.rank)  # different initial weights on purpose
         model = build_localizer(preset("tiny", num_steps=2))
         initial = torch.cat([p.detach().flatten() for p in model.parameters()]).clone()
-        cfg = TrainConfig(epochs=4, batch_size=4, lr=0.01 if rule_name == "bptt" else 0.002, warmup=0.0,
-                          schedule="constant", device="cpu")
-        history = fit(model, make_rule(rule_name, **options[rule_name]), train, None, cfg, seed=0,
-                      run_dir=out_dir / rule_name, progress=False, info=info)
-        torch.save({"initial": initial, "params": {k: v.clone() for k, v in unwrap(model).state_dict().items()},
-                    "losses": [r["train_loss"] for r in history]}, out_dir / f"{rule_name}-rank{info.rank}.pt")
+        cfg = TrainConfig(
+            epochs=4,
+            batch_size=4,
+            lr=0.01 if rule_name == "bptt" else 0.002,
+            warmup=0.0,
+            schedule="constant",
+            device="cpu",
+        )
+        history = fit(
+            model,
+            make_rule(rule_name, **options[rule_name]),
+            train,
+            None,
+            cfg,
+            seed=0,
+            run_dir=out_dir / rule_name,
+            progress=False,
+            info=info,
+        )
+        torch.save(
+            {
+                "initial": initial,
+                "params": {k: v.clone() for k, v in unwrap(model).state_dict().items()},
+                "losses": [r["train_loss"] for r in history],
+            },
+            out_dir / f"{rule_name}-rank{info.rank}.pt",
+        )
     torch.distributed.destroy_process_group()
 
 

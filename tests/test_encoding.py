@@ -6,7 +6,7 @@ import pytest
 import torch
 from snntorch import spikegen
 
-from spikelib.encoding import (
+from spikelib.snn.encoding import (
     direct_encode,
     latency_decode,
     latency_encode,
@@ -75,9 +75,7 @@ def test_rate_decode_recovers_intensity():
 # --- latency -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "options", [{}, {"linear": True}, {"linear": True, "normalize": True}, {"tau": 5.0}], ids=str
-)
+@pytest.mark.parametrize("options", [{}, {"linear": True}, {"linear": True, "normalize": True}, {"tau": 5.0}], ids=str)
 def test_latency_at_most_one_spike_brighter_fires_earlier_dark_never(options):
     num_steps = 40
     x = torch.cat([torch.tensor([0.0, 0.005]), torch.linspace(0.02, 1.0, 50)]).view(1, -1)

@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-import spikelib.energy
-from spikelib.counting import E_AC_45NM, E_MAC_45NM
-from spikelib.energy import energy_per_image, energy_ratio, is_spiking, spike_rates_per_step
-from spikelib.neurons import LIF
+import spikelib.eval.energy
+from spikelib.eval.counting import E_AC_45NM, E_MAC_45NM
+from spikelib.eval.energy import energy_per_image, energy_ratio, is_spiking, spike_rates_per_step
+from spikelib.snn.neurons import LIF
 
 # The hand-counted input: T = 3 steps, one image, 2 analog features.
 X_SEQ = torch.tensor([[[0.5, 0.0]], [[0.25, 0.25]], [[0.5, 0.5]]])
@@ -32,12 +32,13 @@ def _hand_net(spiking: bool = True) -> nn.Sequential:
         fc3.weight.fill_(1.0)
     if not spiking:
         return nn.Sequential(fc1, nn.ReLU(), fc2, nn.ReLU(), fc3)
-    return nn.Sequential(fc1, LIF(beta=0.0, threshold=1.0, reset="zero"), fc2,
-                         LIF(beta=0.0, threshold=1.0, reset="zero"), fc3)
+    return nn.Sequential(
+        fc1, LIF(beta=0.0, threshold=1.0, reset="zero"), fc2, LIF(beta=0.0, threshold=1.0, reset="zero"), fc3
+    )
 
 
 def test_doctests_pass():
-    assert doctest.testmod(spikelib.energy).failed == 0
+    assert doctest.testmod(spikelib.eval.energy).failed == 0
 
 
 def test_snn_energy_is_the_hand_count_analog_macs_plus_spikes_times_fan_out():
@@ -47,8 +48,7 @@ def test_snn_energy_is_the_hand_count_analog_macs_plus_spikes_times_fan_out():
     assert report.spiking and report.num_steps == 3 and report.num_images == 1
     assert report.macs == 18.0
     assert report.synops == 16.0
-    assert [(r.name, r.macs, r.synops) for r in report.layers] == [("0", 18.0, 0.0), ("2", 0.0, 12.0),
-                                                                   ("4", 0.0, 4.0)]
+    assert [(r.name, r.macs, r.synops) for r in report.layers] == [("0", 18.0, 0.0), ("2", 0.0, 12.0), ("4", 0.0, 4.0)]
     assert report.energy == pytest.approx(18 * 4.6e-12 + 16 * 0.9e-12)  # 97.2 pJ
     assert report.energy_uj == pytest.approx(97.2e-6)
 
@@ -144,7 +144,7 @@ def test_spike_rates_per_step_are_the_hand_counted_spikes():
 
 
 def test_spike_rates_need_a_lif_layer():
-    with pytest.raises(ValueError, match="no spikelib.neurons.LIF layer"):
+    with pytest.raises(ValueError, match="no spikelib.snn.neurons.LIF layer"):
         spike_rates_per_step(nn.Linear(2, 2), torch.zeros(1, 2))
 
 

@@ -1,4 +1,4 @@
-"""spikelib.engine / spikelib.fused: the fused LIF against the reference, compact saving,
+"""spikelib.snn.engine / spikelib.snn.fused: the fused LIF against the reference, compact saving,
 chunked execution, the arena, the allocator set-up, and the benchmark's (a) = (b) check."""
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spikelib import engine
-from spikelib.engine import (
+from spikelib.eval.activity import SpikeCounter
+from spikelib.snn import engine
+from spikelib.snn.engine import (
     FusedLIF,
     SavedArena,
     apply_seq,
@@ -28,10 +29,9 @@ from spikelib.engine import (
     run_chunked,
     spikes_saved_as_int8,
 )
-from spikelib.layers import make_resnet_stack
-from spikelib.learning import SpikeCounter
-from spikelib.neurons import LIF, LIFParams, LIFState, lif_seq
-from spikelib.surrogate import ArcTan, FastSigmoid
+from spikelib.snn.layers import make_resnet_stack
+from spikelib.snn.neurons import LIF, LIFParams, LIFState, lif_seq
+from spikelib.snn.surrogate import ArcTan, FastSigmoid
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_engine.py"
 
@@ -134,6 +134,7 @@ def test_fused_lif_keeps_only_the_membrane_for_backward():
 
 # ------------------------------------------------------------------ compact saving
 
+
 def _spike_seq(shape=(3, 2, 4, 8, 8), seed=0):
     gen = torch.Generator().manual_seed(seed)
     cur = (torch.rand(shape, generator=gen) * 2.5).requires_grad_()
@@ -174,8 +175,11 @@ def test_max_pool_indices_are_narrowed_and_routing_is_unchanged(monkeypatch):
     reference = torch.autograd.grad(apply_seq(nn.MaxPool2d(2), spk_seq).sum(), cur, retain_graph=True)[0]
     narrowed = []
     narrow_copy = engine._narrow_copy
-    monkeypatch.setattr(engine, "_narrow_copy", lambda x, dtype, arena: narrowed.append((x.dtype, dtype))
-                        or narrow_copy(x, dtype, arena))
+    monkeypatch.setattr(
+        engine,
+        "_narrow_copy",
+        lambda x, dtype, arena: narrowed.append((x.dtype, dtype)) or narrow_copy(x, dtype, arena),
+    )
     with spikes_saved_as_int8(spk_seq):
         out = apply_seq(nn.MaxPool2d(2), spk_seq)
     # the pool's input as int8, its int64 indices (< 32 * 32) as int16
@@ -184,6 +188,7 @@ def test_max_pool_indices_are_narrowed_and_routing_is_unchanged(monkeypatch):
 
 
 # ---------------------------------------------------------------------- chunks
+
 
 def _stack(seed=0):
     torch.manual_seed(seed)
@@ -276,13 +281,16 @@ def test_configure_cpu_allocator_is_idempotent_and_reports():
 
 
 def test_importing_the_engine_configures_nothing():
-    code = ("import torch, ctypes; calls = []; real = ctypes.CDLL; "
-            "ctypes.CDLL = lambda *a, **k: calls.append(a) or real(*a, **k); "
-            "import spikelib.engine, spikelib.layers, spikelib.fused; assert calls == [], calls")
+    code = (
+        "import torch, ctypes; calls = []; real = ctypes.CDLL; "
+        "ctypes.CDLL = lambda *a, **k: calls.append(a) or real(*a, **k); "
+        "import spikelib.snn.engine, spikelib.snn.layers, spikelib.snn.fused; assert calls == [], calls"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=BENCH.parents[1])
 
 
 # ------------------------------------------------------------------- benchmark
+
 
 def _load_bench():
     spec = importlib.util.spec_from_file_location("bench_engine", BENCH)
@@ -296,4 +304,3 @@ def test_benchmark_models_snntorch_and_spikelib_agree_at_tiny_size():
     result = bench.run_check(size=16, num_steps=4, batch=2)
     assert result["out_diff"] < 1e-5 and result["grad_rel_diff"] < 1e-5
     assert min(result["rates"]) > 0.01  # every layer spikes, so the equality is not vacuous
-

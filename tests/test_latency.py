@@ -5,13 +5,13 @@ import doctest
 import pytest
 import torch
 
-import spikelib.latency
-from spikelib.latency import first_good_step, latency_curve, predictions_per_step
-from spikelib.models import build_localizer, preset
+import spikelib.eval.latency
+from spikelib.eval.latency import first_good_step, latency_curve, predictions_per_step
+from spikelib.models.localizer import build_localizer, preset
 
 
 def test_doctests_pass():
-    assert doctest.testmod(spikelib.latency).failed == 0
+    assert doctest.testmod(spikelib.eval.latency).failed == 0
 
 
 @pytest.mark.parametrize("norm", ["none", "batch"])
@@ -45,7 +45,7 @@ class _Items(torch.utils.data.Dataset):
 
 
 def test_latency_curve_ends_at_the_models_own_score():
-    from spikelib import metrics
+    from spikelib.eval import metrics
 
     torch.manual_seed(1)
     model = build_localizer(preset("tiny", num_classes=3, num_steps=3, init_gain=2.5)).eval()
@@ -60,4 +60,3 @@ def test_latency_curve_ends_at_the_models_own_score():
 def test_first_good_step_is_one_based_and_reaches_the_share():
     assert first_good_step([0.5, 0.5]) == 1
     assert first_good_step([0.0, 0.2, 0.45, 0.5], share=0.9) == 3
-

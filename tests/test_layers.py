@@ -1,4 +1,4 @@
-"""spikelib.layers: shapes, the residual equations worked by hand, twins, stacks, spike rates."""
+"""spikelib.snn.layers: shapes, the residual equations worked by hand, twins, stacks, spike rates."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spikelib.layers import (
+from spikelib.eval.activity import SpikeCounter
+from spikelib.snn.layers import (
     CONNECT_FUNCTIONS,
     RESIDUAL_KINDS,
     ConvBlock,
@@ -20,8 +21,7 @@ from spikelib.layers import (
     make_resnet_stack,
     sew_connect,
 )
-from spikelib.learning import SpikeCounter
-from spikelib.neurons import LIF, LIFParams, lif_seq
+from spikelib.snn.neurons import LIF, LIFParams, lif_seq
 
 T, B = 4, 2
 

@@ -1,4 +1,4 @@
-"""spikelib.learning: spike-count readout, spike counting, the BPTT classification engine."""
+"""spikelib.learning.bptt: spike-count readout, spike counting, the BPTT classification engine."""
 
 from __future__ import annotations
 
@@ -12,18 +12,14 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from spikelib.data.digits import load_digits_split
-from spikelib.encoding import direct_encode
-from spikelib.learning import (
-    NonFiniteLossError,
-    SpikeCounter,
-    evaluate_classifier,
-    fit_classifier,
-    spike_count,
-    train_classifier_epoch,
-)
-from spikelib.models import SpikingMLP
-from spikelib.neurons import LIF
-from spikelib.surrogate import FastSigmoid, Heaviside
+from spikelib.eval.activity import SpikeCounter
+from spikelib.learning.base import NonFiniteLossError
+from spikelib.learning.bptt import spike_count
+from spikelib.models.mlp import SpikingMLP
+from spikelib.snn.encoding import direct_encode
+from spikelib.snn.neurons import LIF
+from spikelib.snn.surrogate import FastSigmoid, Heaviside
+from spikelib.training.classifier import evaluate_classifier, fit_classifier, train_classifier_epoch
 
 NUM_STEPS = 10
 ENCODE = functools.partial(direct_encode, num_steps=NUM_STEPS)
@@ -40,8 +36,10 @@ def digits():
 def _loaders(digits, batch_size=64, seed=0):
     train, test = digits
     generator = torch.Generator().manual_seed(seed)
-    return (DataLoader(train, batch_size=batch_size, shuffle=True, generator=generator),
-            DataLoader(test, batch_size=len(test)))
+    return (
+        DataLoader(train, batch_size=batch_size, shuffle=True, generator=generator),
+        DataLoader(test, batch_size=len(test)),
+    )
 
 
 def _mlp(spike_fn=FastSigmoid(25.0), seed=0):
@@ -83,7 +81,7 @@ def test_spike_counter_weighs_layers_by_neuron_steps():
 
 
 def test_spike_counter_needs_a_lif_layer():
-    with pytest.raises(ValueError, match="Linear has no spikelib.neurons.LIF layer"):
+    with pytest.raises(ValueError, match="Linear has no spikelib.snn.neurons.LIF layer"):
         SpikeCounter(nn.Linear(2, 2))
 
 
@@ -159,8 +157,13 @@ def test_infinite_loss_raises_in_an_epoch():
     model = SpikingMLP(4, 3, 2)
     loader = [(torch.rand(2, 4), torch.tensor([0, 1]))]
     with pytest.raises(NonFiniteLossError, match="inf"):
-        train_classifier_epoch(model, loader, torch.optim.SGD(model.parameters(), lr=0.1), ENCODE,
-                               loss_fn=lambda scores, labels: scores.sum() + float("inf"))
+        train_classifier_epoch(
+            model,
+            loader,
+            torch.optim.SGD(model.parameters(), lr=0.1),
+            ENCODE,
+            loss_fn=lambda scores, labels: scores.sum() + float("inf"),
+        )
 
 
 def test_fit_calls_back_once_per_epoch_with_the_record(digits):
@@ -168,12 +171,27 @@ def test_fit_calls_back_once_per_epoch_with_the_record(digits):
     small = TensorDataset(*(t[:128] for t in digits[0].tensors))
     train_loader, test_loader = _loaders((small, small))
     seen = []
-    history = fit_classifier(model, train_loader, test_loader, torch.optim.Adam(model.parameters()),
-                             ENCODE, num_epochs=3, callback=seen.append)
+    history = fit_classifier(
+        model,
+        train_loader,
+        test_loader,
+        torch.optim.Adam(model.parameters()),
+        ENCODE,
+        num_epochs=3,
+        callback=seen.append,
+    )
     assert seen == history
     assert [record["epoch"] for record in history] == [1, 2, 3]
-    assert {"train_loss", "train_accuracy", "train_spike_rate", "batch_losses", "test_loss",
-            "test_accuracy", "test_spike_rate", "seconds"} <= set(history[0])
+    assert {
+        "train_loss",
+        "train_accuracy",
+        "train_spike_rate",
+        "batch_losses",
+        "test_loss",
+        "test_accuracy",
+        "test_spike_rate",
+        "seconds",
+    } <= set(history[0])
 
 
 @pytest.mark.parametrize("num_epochs", [0, 1.5, True])

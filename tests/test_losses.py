@@ -1,4 +1,4 @@
-"""spikelib.losses: box regression (hand-worked and against torchvision.ops) plus cross-entropy."""
+"""spikelib.learning.losses: box regression (hand-worked and against torchvision.ops) plus cross-entropy."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import complete_box_iou_loss, distance_box_iou_loss, generalized_box_iou_loss
 
-from spikelib.losses import BOX_LOSSES, box_regression_loss, localization_loss
-from spikelib.models import Prediction
+from spikelib.learning.losses import BOX_LOSSES, box_regression_loss, localization_loss
+from spikelib.models.localizer import Prediction
 
 TRUE = torch.tensor([[0.0, 0.0, 1.0, 1.0], [0.2, 0.2, 0.6, 0.6]])
 PRED = torch.tensor([[0.0, 0.0, 0.5, 0.5], [0.3, 0.2, 0.7, 0.6]])
@@ -30,11 +30,13 @@ def test_smooth_l1_is_hand_worked():
     loss = box_regression_loss(PRED[1:], TRUE[1:], "smooth_l1", smooth_l1_beta=0.05)
     assert float(loss) == pytest.approx(2 * (0.1 - 0.025) / 4, abs=1e-6)
     small = box_regression_loss(TRUE[1:] + 0.01, TRUE[1:], "smooth_l1", smooth_l1_beta=0.05)
-    assert float(small) == pytest.approx(0.01 ** 2 / (2 * 0.05), rel=1e-4)
+    assert float(small) == pytest.approx(0.01**2 / (2 * 0.05), rel=1e-4)
 
 
-@pytest.mark.parametrize("name,reference", [("giou", generalized_box_iou_loss), ("diou", distance_box_iou_loss),
-                                            ("ciou", complete_box_iou_loss)])
+@pytest.mark.parametrize(
+    "name,reference",
+    [("giou", generalized_box_iou_loss), ("diou", distance_box_iou_loss), ("ciou", complete_box_iou_loss)],
+)
 def test_iou_losses_are_torchvision_ops(name, reference):
     pred = torch.tensor([[0.1, 0.1, 0.4, 0.5], [0.5, 0.5, 0.9, 0.8], [0.0, 0.6, 0.2, 0.9]])
     true = torch.tensor([[0.2, 0.1, 0.5, 0.6], [0.1, 0.1, 0.3, 0.3], [0.0, 0.5, 0.3, 1.0]])

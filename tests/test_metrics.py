@@ -1,4 +1,4 @@
-"""Tests for spikelib.metrics: hand-worked IoU and AP cases, VOC matching rules, cross-checks."""
+"""Tests for spikelib.eval.metrics: hand-worked IoU and AP cases, VOC matching rules, cross-checks."""
 
 import math
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 from torchvision.ops import box_iou
 
-from spikelib import metrics
+from spikelib.eval import metrics
 
 # --------------------------------------------------------------------------- IoU, CorLoc
 
@@ -26,7 +26,9 @@ def test_iou_pairwise_equals_diagonal_of_torchvision_box_iou():
     xy2 = torch.rand(64, 2, generator=gen)
     boxes2 = torch.cat([xy2, xy2 + torch.rand(64, 2, generator=gen)], dim=1)
     expected = box_iou(boxes1, boxes2).diagonal()
-    assert (expected == 0).any() and (expected > 0.3).any(), "the random boxes should cover disjoint and overlapping pairs"
+    assert (expected == 0).any() and (expected > 0.3).any(), (
+        "the random boxes should cover disjoint and overlapping pairs"
+    )
     torch.testing.assert_close(metrics.box_iou_pairwise(boxes1, boxes2), expected)
 
 
@@ -142,7 +144,7 @@ def test_average_precision_of_an_empty_curve_is_zero_and_perfect_ranking_is_one(
 def _all_point_ap_by_loop(recall: list[float], precision: list[float]) -> float:
     """Independent reference: for each rise of recall, the best precision at that recall or beyond."""
     total, previous = 0.0, 0.0
-    for k, r in enumerate(recall):
+    for r in recall:
         if r > previous:
             total += (r - previous) * max(p for rr, p in zip(recall, precision) if rr >= r)
             previous = r
@@ -381,14 +383,18 @@ def test_voc_ap_matches_a_transcription_of_the_devkit_on_random_scenes(seed):
         det_labels = torch.cat([labels, labels[:1]])
         det_labels = torch.where(torch.rand(len(det_labels), generator=gen) < 0.15, (det_labels + 1) % 3, det_labels)
         boxes = torch.cat([jittered, clutter])
-        detections.append({
-            "boxes": boxes,
-            "scores": torch.cat([  # objects tend to score above clutter, with overlap
-                0.4 + 0.6 * torch.rand(len(copies), generator=gen, dtype=torch.float64),
-                0.6 * torch.rand(2, generator=gen, dtype=torch.float64),
-            ]),
-            "labels": torch.cat([det_labels, torch.randint(0, 3, (2,), generator=gen)]),
-        })
+        detections.append(
+            {
+                "boxes": boxes,
+                "scores": torch.cat(
+                    [  # objects tend to score above clutter, with overlap
+                        0.4 + 0.6 * torch.rand(len(copies), generator=gen, dtype=torch.float64),
+                        0.6 * torch.rand(2, generator=gen, dtype=torch.float64),
+                    ]
+                ),
+                "labels": torch.cat([det_labels, torch.randint(0, 3, (2,), generator=gen)]),
+            }
+        )
     per_class = metrics.voc_ap_per_class(detections, ground_truths, num_classes=3)
     for label in range(3):
         assert per_class[label].ap == pytest.approx(_devkit_ap(detections, ground_truths, label), abs=1e-6)

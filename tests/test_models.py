@@ -1,4 +1,4 @@
-"""spikelib.models.SpikingMLP: shapes, no state between calls, surrogate gradients, snnTorch twin."""
+"""spikelib.models.mlp.SpikingMLP: shapes, no state between calls, surrogate gradients, snnTorch twin."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from snntorch import surrogate as snn_surrogate
 
-from spikelib.models import MLPRecord, SpikingMLP
-from spikelib.surrogate import ArcTan, FastSigmoid, Heaviside
+from spikelib.models.mlp import MLPRecord, SpikingMLP
+from spikelib.snn.surrogate import ArcTan, FastSigmoid, Heaviside
 
 NUM_STEPS, BATCH = 8, 5
 

@@ -1,11 +1,11 @@
-"""spikelib.models localizer: config, shapes, box decoding, step = sequence, ANN twin, bad input."""
+"""spikelib.models.localizer localizer: config, shapes, box decoding, step = sequence, ANN twin, bad input."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from spikelib.models import (
+from spikelib.models.localizer import (
     PRESETS,
     AnnLocalizer,
     LocalizerConfig,
@@ -14,10 +14,9 @@ from spikelib.models import (
     build_ann_twin,
     build_localizer,
     decode_boxes,
-    leaky_integrate_seq,
     preset,
 )
-from spikelib.neurons import lif_seq
+from spikelib.snn.neurons import leaky_integrate_seq, lif_seq
 
 BATCH = 3
 
@@ -33,8 +32,14 @@ def _tiny(**overrides) -> LocalizerConfig:
 
 def test_default_config_is_the_barchid_2021_topology():
     shapes = LocalizerConfig().feature_shapes()
-    assert shapes == {"enc1": (32, 64, 64), "enc2": (64, 32, 32), "enc3": (128, 16, 16),
-                      "dec1": (64, 16, 16), "dec2": (32, 32, 32), "dec3": (16, 64, 64)}
+    assert shapes == {
+        "enc1": (32, 64, 64),
+        "enc2": (64, 32, 32),
+        "enc3": (128, 16, 16),
+        "dec1": (64, 16, 16),
+        "dec2": (32, 32, 32),
+        "dec3": (16, 64, 64),
+    }
     model = build_localizer()
     kernels = [block.conv.kernel_size for block in [*model.encoder, *model.decoder]]
     assert kernels == [(5, 5), (3, 3), (3, 3), (3, 3), (3, 3), (3, 3)]
@@ -181,20 +186,23 @@ def test_config_round_trips_and_rejects_unknown_keys():
         LocalizerConfig.from_dict({"num_step": 4})
 
 
-@pytest.mark.parametrize("changes,parameter", [
-    ({"num_steps": 0}, "num_steps"),
-    ({"image_size": 60}, "image_size"),  # 60 is not divisible by 2**2
-    ({"decoder_channels": (32, 32, 16)}, "decoder_channels"),  # skip would add 64 + 32 channels
-    ({"encoder_kernels": (4, 3, 3)}, "encoder_kernels"),
-    ({"encoder_kernels": (5, 3)}, "encoder_kernels"),
-    ({"beta": 1.5}, "beta"),
-    ({"coding": "poisson"}, "coding"),
-    ({"readout": "max"}, "readout"),
-    ({"norm": "layer"}, "norm"),
-    ({"box_param": "xywh"}, "box_param"),
-    ({"surrogate": "sigmoidal"}, "sigmoidal"),
-    ({"head_pool": 7}, "head_pool"),
-])
+@pytest.mark.parametrize(
+    "changes,parameter",
+    [
+        ({"num_steps": 0}, "num_steps"),
+        ({"image_size": 60}, "image_size"),  # 60 is not divisible by 2**2
+        ({"decoder_channels": (32, 32, 16)}, "decoder_channels"),  # skip would add 64 + 32 channels
+        ({"encoder_kernels": (4, 3, 3)}, "encoder_kernels"),
+        ({"encoder_kernels": (5, 3)}, "encoder_kernels"),
+        ({"beta": 1.5}, "beta"),
+        ({"coding": "poisson"}, "coding"),
+        ({"readout": "max"}, "readout"),
+        ({"norm": "layer"}, "norm"),
+        ({"box_param": "xywh"}, "box_param"),
+        ({"surrogate": "sigmoidal"}, "sigmoidal"),
+        ({"head_pool": 7}, "head_pool"),
+    ],
+)
 def test_configurations_that_do_not_fit_raise_naming_the_parameter(changes, parameter):
     with pytest.raises(ValueError, match=parameter):
         LocalizerConfig(**changes)
@@ -220,6 +228,7 @@ def test_wrong_input_raises_naming_the_parameter():
 
 
 # -- readout "membrane" and norm "batch" --------------------------------------------------
+
 
 def test_leaky_integrator_is_hand_worked():
     cur_seq = torch.tensor([1.0, 0.0, 2.0, -1.0]).view(4, 1, 1)

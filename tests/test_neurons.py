@@ -10,8 +10,8 @@ import torch
 from snntorch import surrogate as snn_surrogate
 from torch import nn
 
-import spikelib.neurons
-from spikelib.neurons import (
+import spikelib.snn.neurons
+from spikelib.snn.neurons import (
     LIF,
     LIFParams,
     LIFState,
@@ -22,7 +22,7 @@ from spikelib.neurons import (
     lif_step,
     reset_states,
 )
-from spikelib.surrogate import ArcTan, FastSigmoid, Heaviside
+from spikelib.snn.surrogate import ArcTan, FastSigmoid, Heaviside
 
 NUM_STEPS = 25
 
@@ -75,9 +75,7 @@ def test_lif_step_is_pure_and_returns_typed_state():
 def test_matches_snntorch_leaky_spikes_membrane_and_input_gradient(reset):
     cur_seq = _random_current((NUM_STEPS, 16, 32), seed=1)
     weights = torch.randn(32, generator=torch.Generator().manual_seed(2))
-    leaky = snn.Leaky(
-        beta=0.5, spike_grad=snn_surrogate.fast_sigmoid(slope=25), reset_mechanism=reset
-    )
+    leaky = snn.Leaky(beta=0.5, spike_grad=snn_surrogate.fast_sigmoid(slope=25), reset_mechanism=reset)
     ours = LIF(beta=0.5, threshold=1.0, reset=reset, spike_fn=FastSigmoid(slope=25))
 
     x_theirs = cur_seq.clone().requires_grad_()
@@ -89,7 +87,7 @@ def test_matches_snntorch_leaky_spikes_membrane_and_input_gradient(reset):
     assert torch.equal(spk_ours, spk_theirs)
     torch.testing.assert_close(mem_ours, mem_theirs, rtol=0, atol=1e-6)
     # a loss through both outputs, so gradients flow via spikes (surrogate) and membrane
-    for spk, mem, x in [(spk_theirs, mem_theirs, x_theirs), (spk_ours, mem_ours, x_ours)]:
+    for spk, mem in [(spk_theirs, mem_theirs), (spk_ours, mem_ours)]:
         ((spk * weights).sum() + (mem**2).sum()).backward()
     torch.testing.assert_close(x_ours.grad, x_theirs.grad, rtol=0, atol=1e-6)
 
@@ -293,9 +291,7 @@ def test_invalid_inputs_raise():
 
 
 def test_repr_shows_parameters():
-    assert repr(LIF()) == (
-        "LIF(beta=0.5, threshold=1.0, reset='subtract', spike_fn=FastSigmoid(slope=25.0))"
-    )
+    assert repr(LIF()) == ("LIF(beta=0.5, threshold=1.0, reset='subtract', spike_fn=FastSigmoid(slope=25.0))")
 
 
 def test_heaviside_spike_fn_gives_zero_weight_gradient():
@@ -358,5 +354,5 @@ def test_firing_rate_validates_num_steps_and_accepts_floats():
 
 
 def test_docstring_examples_run():
-    result = doctest.testmod(spikelib.neurons)
+    result = doctest.testmod(spikelib.snn.neurons)
     assert result.attempted >= 2 and result.failed == 0

@@ -7,9 +7,17 @@ import pytest
 import torch
 import torchvision.transforms.v2.functional as TF
 
-import spikelib.robustness
-from spikelib.robustness import (CORRUPTIONS, SEVERITY_LEVELS, CorruptedDataset, RobustnessReport, corrupt,
-                                 mean_relative_accuracy_drop, relative_accuracy_drop, robustness_sweep)
+import spikelib.eval.robustness
+from spikelib.eval.robustness import (
+    CORRUPTIONS,
+    SEVERITY_LEVELS,
+    CorruptedDataset,
+    RobustnessReport,
+    corrupt,
+    mean_relative_accuracy_drop,
+    relative_accuracy_drop,
+    robustness_sweep,
+)
 
 
 def _scene(size: int = 64, batch: int = 2) -> torch.Tensor:
@@ -20,13 +28,13 @@ def _scene(size: int = 64, batch: int = 2) -> torch.Tensor:
     """
     ramp = torch.linspace(0.2, 0.6, size)
     image = ramp[None, :].expand(size, size).clone()
-    image[size // 4:size // 2, size // 4:size // 2] = 0.75
+    image[size // 4 : size // 2, size // 4 : size // 2] = 0.75
     image += 0.2 * torch.rand(size, size, generator=torch.Generator().manual_seed(0))
     return image.clamp(0, 1).expand(batch, 1, size, size).clone()
 
 
 def test_doctests_pass():
-    assert doctest.testmod(spikelib.robustness).failed == 0
+    assert doctest.testmod(spikelib.eval.robustness).failed == 0
 
 
 def test_every_corruption_has_five_severities_of_increasing_strength():
@@ -42,8 +50,10 @@ def test_every_corruption_has_five_severities_of_increasing_strength():
 @pytest.mark.parametrize("corruption", CORRUPTIONS)
 def test_damage_grows_with_severity_and_severity_zero_is_clean(corruption):
     images = _scene()
-    errors = [float((corrupt(images, corruption, s, torch.Generator().manual_seed(0)) - images).abs().mean())
-              for s in range(6)]
+    errors = [
+        float((corrupt(images, corruption, s, torch.Generator().manual_seed(0)) - images).abs().mean())
+        for s in range(6)
+    ]
     assert errors[0] == 0.0
     assert all(b > a for a, b in zip(errors, errors[1:])), errors
 
@@ -102,11 +112,14 @@ def test_jpeg_is_torchvision_jpeg_on_the_8_bit_image():
     torch.testing.assert_close(corrupt(images, "jpeg", 1), expected)
 
 
-@pytest.mark.parametrize(("kwargs", "match"), [
-    ({"corruption": "fog", "severity": 1}, "corruption must be one of"),
-    ({"corruption": "jpeg", "severity": 6}, "severity must be an int in 0..5"),
-    ({"corruption": "jpeg", "severity": True}, "severity must be an int"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"corruption": "fog", "severity": 1}, "corruption must be one of"),
+        ({"corruption": "jpeg", "severity": 6}, "severity must be an int in 0..5"),
+        ({"corruption": "jpeg", "severity": True}, "severity must be an int"),
+    ],
+)
 def test_bad_arguments_name_the_value_and_the_choices(kwargs, match):
     with pytest.raises(ValueError, match=match):
         corrupt(torch.rand(1, 8, 8), **kwargs)
@@ -132,8 +145,11 @@ class _ListDataset(torch.utils.data.Dataset):
         return self.images[i], {"box": torch.tensor([0.1, 0.1, 0.5, 0.5]), "label": torch.tensor(i % 2), "index": i}
 
     def ground_truth(self, i):
-        return {"boxes": torch.tensor([[0.1, 0.1, 0.5, 0.5]]), "labels": torch.tensor([i % 2]),
-                "difficult": torch.tensor([False])}
+        return {
+            "boxes": torch.tensor([[0.1, 0.1, 0.5, 0.5]]),
+            "labels": torch.tensor([i % 2]),
+            "difficult": torch.tensor([False]),
+        }
 
 
 def test_corrupted_dataset_is_the_same_for_every_instance_and_image_specific():
@@ -186,25 +202,26 @@ def test_sweep_shows_every_model_the_same_corrupted_images():
     models = {name: torch.nn.Identity() for name in seen}
     for name, model in models.items():
         model.tag = name
-    reports = robustness_sweep(models, data, corruptions=("gaussian_noise", "jpeg"), severities=(1, 5),
-                               evaluate_fn=brightness)
+    reports = robustness_sweep(
+        models, data, corruptions=("gaussian_noise", "jpeg"), severities=(1, 5), evaluate_fn=brightness
+    )
     assert len(seen["a"]) == 1 + 2 * 2  # clean + 2 corruptions x 2 severities
     assert all(torch.equal(x, y) for x, y in zip(seen["a"], seen["b"]))
     assert reports["a"].clean == pytest.approx(float(data.images.mean()))
     assert list(reports["a"].scores) == ["gaussian_noise", "jpeg"] and len(reports["a"].scores["jpeg"]) == 2
     assert reports["a"].mrad == reports["b"].mrad
     with pytest.raises(ValueError, match="metric 'map50' is not in"):
-        robustness_sweep(models, data, corruptions=("jpeg",), severities=(1,), metric="map50",
-                         evaluate_fn=brightness)
+        robustness_sweep(models, data, corruptions=("jpeg",), severities=(1,), metric="map50", evaluate_fn=brightness)
 
 
 def test_sweep_on_generated_data_matches_evaluate_on_clean_images(synth_root, synth_config):
     from spikelib.data import VOCLocalization
-    from spikelib.models import build_ann_twin, preset
-    from spikelib.train import evaluate
+    from spikelib.eval.evaluate import evaluate
+    from spikelib.models.localizer import build_ann_twin, preset
 
-    test = VOCLocalization(synth_root, dataset=synth_config.name, image_set="test", policy="largest",
-                           image_size=32, cache=True)
+    test = VOCLocalization(
+        synth_root, dataset=synth_config.name, image_set="test", policy="largest", image_size=32, cache=True
+    )
     torch.manual_seed(0)
     model = build_ann_twin(preset("tiny", num_classes=len(test.classes)))
     reports = robustness_sweep({"ann": model}, test, corruptions=("gaussian_blur",), severities=(5,))

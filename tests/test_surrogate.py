@@ -7,7 +7,7 @@ import pytest
 import torch
 from snntorch import surrogate as snn_surrogate
 
-from spikelib.surrogate import (
+from spikelib.snn.surrogate import (
     SURROGATE_NAMES,
     ArcTan,
     Boxcar,
@@ -164,7 +164,13 @@ def test_get_surrogate_builds_each_by_name_and_reprs_show_parameters():
     assert repr(get_surrogate("straight_through")) == "StraightThrough()"
     assert [type(get_surrogate(n)).name for n in SURROGATE_NAMES] == list(SURROGATE_NAMES)
     assert set(SURROGATE_NAMES) == {
-        "heaviside", "fast_sigmoid", "arctan", "sigmoid", "triangle", "boxcar", "straight_through"
+        "heaviside",
+        "fast_sigmoid",
+        "arctan",
+        "sigmoid",
+        "triangle",
+        "boxcar",
+        "straight_through",
     }
 
 
@@ -194,4 +200,3 @@ def test_spike_functions_are_immutable_values_safe_to_share():
         spike_fn.slope = 3.0
     assert spike_fn == FastSigmoid(slope=10.0) and hash(spike_fn) == hash(FastSigmoid(10.0))
     assert FastSigmoid(slope=10) != Sigmoid(slope=10)
-

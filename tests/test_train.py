@@ -11,12 +11,22 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import ConcatDataset, Subset
 
-from spikelib.config import TrainConfig
 from spikelib.data import VOCLocalization
-from spikelib.learning import BPTT
-from spikelib.models import Prediction, decode_boxes
-from spikelib.train import (CHECKPOINT, METRICS_LOG, TrainingDiverged, dataset_classes, dataset_ground_truth,
-                            evaluate, fit, lr_factor, make_train_loader, predict, set_epoch, train_one_epoch)
+from spikelib.data.datasets import dataset_classes, dataset_ground_truth
+from spikelib.eval.evaluate import evaluate, predict
+from spikelib.learning.bptt import BPTT
+from spikelib.models.localizer import Prediction, decode_boxes
+from spikelib.training.config import TrainConfig
+from spikelib.training.trainer import (
+    CHECKPOINT,
+    METRICS_LOG,
+    TrainingDiverged,
+    fit,
+    lr_factor,
+    make_train_loader,
+    set_epoch,
+    train_one_epoch,
+)
 
 SIZE = 16
 
@@ -41,7 +51,7 @@ class TinyLocalizer(nn.Module):
     def forward(self, images: torch.Tensor) -> Prediction:
         features = F.adaptive_avg_pool2d(F.relu(self.conv(images)), 4).flatten(1)
         raw = self.fc(self.drop(features))
-        return Prediction(raw[:, :self.num_classes], decode_boxes(raw[:, self.num_classes:]))
+        return Prediction(raw[:, : self.num_classes], decode_boxes(raw[:, self.num_classes :]))
 
 
 class PoisonAfter(nn.Module):
@@ -64,14 +74,15 @@ def _datasets(root, augment=True, policy="largest"):
 
 
 def _config(**changes) -> TrainConfig:
-    return TrainConfig(**{"epochs": 3, "batch_size": 8, "lr": 0.01, "eval_batch_size": 16, "device": "cpu",
-                          **changes})
+    return TrainConfig(**{"epochs": 3, "batch_size": 8, "lr": 0.01, "eval_batch_size": 16, "device": "cpu", **changes})
 
 
 def _without_timing(history):
     """Records without wall-clock fields, NaN (an empty size bucket) as None so that equal runs compare equal."""
+
     def plain(v):
         return None if isinstance(v, float) and math.isnan(v) else v
+
     return [{k: plain(v) for k, v in r.items() if "seconds" not in k} for r in history]
 
 
@@ -121,8 +132,14 @@ def test_evaluate_scores_perfect_and_half_overlapping_boxes_exactly(synth_root):
     test = VOCLocalization(synth_root, "SMALL", "test", policy="single", image_size=SIZE)
     true_boxes = torch.stack([test[i][1]["box"] for i in range(len(test))])
     true_labels = torch.stack([test[i][1]["label"] for i in range(len(test))])
-    perfect = {"boxes": true_boxes, "labels": true_labels, "scores": torch.linspace(0.9, 0.5, len(test)),
-               "true_boxes": true_boxes, "true_labels": true_labels, "indices": torch.arange(len(test))}
+    perfect = {
+        "boxes": true_boxes,
+        "labels": true_labels,
+        "scores": torch.linspace(0.9, 0.5, len(test)),
+        "true_boxes": true_boxes,
+        "true_labels": true_labels,
+        "indices": torch.arange(len(test)),
+    }
     result = evaluate(None, test, predictions=perfect)
     assert (result["miou"], result["corloc"], result["accuracy"]) == pytest.approx((1.0, 1.0, 1.0))
     # policy "single": every image has one non-difficult object, found by its detection
@@ -164,8 +181,16 @@ def test_fit_lowers_the_loss_and_logs_every_epoch(synth_root, tmp_path):
     train, val = _datasets(synth_root)
     torch.manual_seed(0)
     seen = []
-    history = fit(TinyLocalizer(), BPTT(), train, val, _config(epochs=4), run_dir=tmp_path, progress=False,
-                  callbacks=[seen.append])
+    history = fit(
+        TinyLocalizer(),
+        BPTT(),
+        train,
+        val,
+        _config(epochs=4),
+        run_dir=tmp_path,
+        progress=False,
+        callbacks=[seen.append],
+    )
     assert [r["epoch"] for r in history] == [1, 2, 3, 4] and seen == history
     assert history[-1]["train_loss"] < history[0]["train_loss"] - 0.05
     logged = [json.loads(line) for line in (tmp_path / METRICS_LOG).read_text().splitlines()]
@@ -179,8 +204,9 @@ def test_same_seed_same_metrics(synth_root):
     runs = []
     for _ in range(2):
         torch.manual_seed(3)
-        runs.append(_without_timing(fit(TinyLocalizer(), BPTT(), train, val, _config(epochs=2), seed=3,
-                                        progress=False)))
+        runs.append(
+            _without_timing(fit(TinyLocalizer(), BPTT(), train, val, _config(epochs=2), seed=3, progress=False))
+        )
     assert runs[0] == runs[1]
     torch.manual_seed(3)
     other = _without_timing(fit(TinyLocalizer(), BPTT(), train, val, _config(epochs=2), seed=4, progress=False))

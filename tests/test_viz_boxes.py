@@ -11,7 +11,7 @@ import torch  # noqa: E402
 from matplotlib.collections import LineCollection, PolyCollection  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
-from spikelib import metrics  # noqa: E402
+from spikelib.eval import metrics  # noqa: E402
 from spikelib.viz import boxes as viz  # noqa: E402
 
 

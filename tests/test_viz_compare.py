@@ -7,27 +7,52 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 
-from spikelib.viz.compare import (plot_accuracy_energy, plot_accuracy_vs_steps, plot_energy, plot_latency,  # noqa: E402
-                                  plot_robustness, plot_spike_rates)
+from spikelib.viz.compare import (  # noqa: E402
+    plot_accuracy_energy,
+    plot_accuracy_vs_steps,
+    plot_energy,
+    plot_latency,
+    plot_robustness,
+    plot_spike_rates,
+)
 
 
 def _model(kind, steps, coding, miou, energy_j, macs, synops, **extra):
-    return {"kind": kind, "num_steps": steps, "coding": coding, "test": {"miou": miou, "corloc": miou, "map50": 0.1,
-            "accuracy": 0.5}, "energy": {"energy_j": energy_j, "macs": macs, "synops": synops, "e_mac": 4.6e-12,
-                                         "e_ac": 0.9e-12}, **extra}
+    return {
+        "kind": kind,
+        "num_steps": steps,
+        "coding": coding,
+        "test": {"miou": miou, "corloc": miou, "map50": 0.1, "accuracy": 0.5},
+        "energy": {"energy_j": energy_j, "macs": macs, "synops": synops, "e_mac": 4.6e-12, "e_ac": 0.9e-12},
+        **extra,
+    }
 
 
 @pytest.fixture
 def results():
-    robust = {"clean": 0.5, "scores": {"jpeg": [0.4, 0.2], "gaussian_blur": [0.5, 0.45]}, "severities": [1, 5],
-              "mrad": 0.25}
+    robust = {
+        "clean": 0.5,
+        "scores": {"jpeg": [0.4, 0.2], "gaussian_blur": [0.5, 0.45]},
+        "severities": [1, 5],
+        "mrad": 0.25,
+    }
     models = {
         "ann": _model("ann", 1, "analog", 0.5, 4.6e-6, 1e6, 0.0, robustness=robust),
-        "snn-T1-direct": _model("snn", 1, "direct", 0.3, 1e-6, 1e5, 6e5, latency={"miou": [0.3]},
-                                spike_rates={"enc1": [0.1], "dec1": [0.2]}),
-        "snn-T4-direct": _model("snn", 4, "direct", 0.4, 2e-6, 2e5, 1.2e6, latency={"miou": [0.1, 0.2, 0.3, 0.4]},
-                                spike_rates={"enc1": [0.1, 0.2, 0.2, 0.2], "dec1": [0.0, 0.1, 0.1, 0.1]},
-                                robustness={**robust, "mrad": 0.1}),
+        "snn-T1-direct": _model(
+            "snn", 1, "direct", 0.3, 1e-6, 1e5, 6e5, latency={"miou": [0.3]}, spike_rates={"enc1": [0.1], "dec1": [0.2]}
+        ),
+        "snn-T4-direct": _model(
+            "snn",
+            4,
+            "direct",
+            0.4,
+            2e-6,
+            2e5,
+            1.2e6,
+            latency={"miou": [0.1, 0.2, 0.3, 0.4]},
+            spike_rates={"enc1": [0.1, 0.2, 0.2, 0.2], "dec1": [0.0, 0.1, 0.1, 0.1]},
+            robustness={**robust, "mrad": 0.1},
+        ),
         "snn-T4-rate": _model("snn", 4, "rate", 0.2, 1.5e-6, 0.0, 1.6e6, latency={"miou": [0.1, 0.1, 0.2, 0.2]}),
     }
     return {"reference": "snn-T4-direct", "models": models}

@@ -9,9 +9,9 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from spikelib.encoding import latency_decode, latency_encode, rate_encode  # noqa: E402
-from spikelib.neurons import LIFParams, firing_rate, lif_seq_with_mem  # noqa: E402
-from spikelib.surrogate import ArcTan, FastSigmoid, Heaviside, StraightThrough, Triangle  # noqa: E402
+from spikelib.snn.encoding import latency_decode, latency_encode, rate_encode  # noqa: E402
+from spikelib.snn.neurons import LIFParams, firing_rate, lif_seq_with_mem  # noqa: E402
+from spikelib.snn.surrogate import ArcTan, FastSigmoid, Heaviside, StraightThrough, Triangle  # noqa: E402
 from spikelib.viz import spikes as viz  # noqa: E402
 
 
@@ -60,8 +60,7 @@ def test_plot_membrane_draws_one_line_per_neuron_and_the_current_in_its_own_pane
         np.testing.assert_array_equal(dots.get_xdata(), torch.nonzero(spk_seq[:, n]).flatten().numpy())
     (legend_proxy,) = _lines(mem_ax, "spike")
     assert len(legend_proxy.get_xdata()) == 0
-    assert [t.get_text() for t in mem_ax.get_legend().get_texts()] == [
-        "mem 0", "mem 1", "mem 2", "spike", "threshold"]
+    assert [t.get_text() for t in mem_ax.get_legend().get_texts()] == ["mem 0", "mem 1", "mem 2", "spike", "threshold"]
     currents = [line for line in cur_ax.get_lines() if line.get_label() in ("cur", "_cur")]
     assert len(currents) == 3
     np.testing.assert_allclose(currents[2].get_ydata(), cur_seq[:, 2].numpy())

@@ -1,4 +1,4 @@
-"""Tests for spikelib.widgets: set a control as a student would, check the simulation and figure."""
+"""Tests for spikelib.widgets.explorers: set a control as a student would, check the simulation and figure."""
 
 import matplotlib
 
@@ -8,9 +8,9 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from spikelib.neurons import LIFParams, lif_seq_with_mem  # noqa: E402
-from spikelib.surrogate import Heaviside  # noqa: E402
-from spikelib.widgets import DIRECT_NEURON, EncodingExplorer, LIFExplorer, input_current  # noqa: E402
+from spikelib.snn.neurons import LIFParams, lif_seq_with_mem  # noqa: E402
+from spikelib.snn.surrogate import Heaviside  # noqa: E402
+from spikelib.widgets.explorers import DIRECT_NEURON, EncodingExplorer, LIFExplorer, input_current  # noqa: E402
 
 
 def _mem_line(explorer):

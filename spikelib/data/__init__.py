@@ -33,8 +33,21 @@ from spikelib.data.voc import (
 )
 
 __all__ = [
-    "SHAPE_CLASSES", "SYNTH_NAME", "Scene", "SynthConfig", "SynthObject", "default_data_root",
-    "ensure_synthetic", "render_scene", "write_synthetic_voc",
-    "VOC_CLASSES", "SelectionStats", "VOCAnnotation", "VOCDataError", "VOCLocalization", "VOCObject",
-    "parse_annotation", "select_object",
+    "SHAPE_CLASSES",
+    "SYNTH_NAME",
+    "Scene",
+    "SynthConfig",
+    "SynthObject",
+    "default_data_root",
+    "ensure_synthetic",
+    "render_scene",
+    "write_synthetic_voc",
+    "VOC_CLASSES",
+    "SelectionStats",
+    "VOCAnnotation",
+    "VOCDataError",
+    "VOCLocalization",
+    "VOCObject",
+    "parse_annotation",
+    "select_object",
 ]

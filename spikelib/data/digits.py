@@ -34,7 +34,7 @@ def load_digits_tensors() -> tuple[torch.Tensor, torch.Tensor]:
         ``(images, labels)``: images (Tensor[1797, 1, 8, 8], float32, in [0, 1]) and
         labels (Tensor[1797], int64, 0..9).
     """
-    from sklearn.datasets import load_digits  # local: importing spikelib stays light
+    from sklearn.datasets import load_digits  # lazy: scikit-learn loads SciPy; only the digits lessons need it
 
     bunch = load_digits()
     images = torch.from_numpy(bunch.images.astype(np.float32) / _MAX_PIXEL).unsqueeze(1)
@@ -63,7 +63,7 @@ def load_digits_split(test_fraction: float = 0.2, seed: int = 0) -> tuple[Tensor
             images than there are classes.
         TypeError: if ``seed`` is not an int.
     """
-    from sklearn.model_selection import train_test_split
+    from sklearn.model_selection import train_test_split  # lazy: as load_digits above
 
     if not isinstance(test_fraction, (int, float)) or not 0.0 < float(test_fraction) < 1.0:
         raise ValueError(f"test_fraction must be a number strictly between 0 and 1, got {test_fraction!r}")
@@ -75,11 +75,15 @@ def load_digits_split(test_fraction: float = 0.2, seed: int = 0) -> tuple[Tensor
     if min(num_test, num_images - num_test) < DIGITS_NUM_CLASSES:
         raise ValueError(
             f"test_fraction={test_fraction!r} leaves {num_test} test and {num_images - num_test} train "
-            f"images; a stratified split needs at least {DIGITS_NUM_CLASSES} in each part")
+            f"images; a stratified split needs at least {DIGITS_NUM_CLASSES} in each part"
+        )
     index = np.arange(num_images)
     train_index, test_index = train_test_split(
-        index, test_size=num_test, stratify=labels.numpy(), random_state=int(seed), shuffle=True)
+        index, test_size=num_test, stratify=labels.numpy(), random_state=int(seed), shuffle=True
+    )
     train_index = torch.from_numpy(np.sort(train_index))
     test_index = torch.from_numpy(np.sort(test_index))
-    return (TensorDataset(images[train_index], labels[train_index]),
-            TensorDataset(images[test_index], labels[test_index]))
+    return (
+        TensorDataset(images[train_index], labels[train_index]),
+        TensorDataset(images[test_index], labels[test_index]),
+    )

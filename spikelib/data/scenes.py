@@ -90,15 +90,26 @@ class SynthConfig:
             raise ValueError(f"name must be a non-empty folder name of letters, digits, _ or -, got {self.name!r}")
         checks = {
             "image_size": 16 <= self.image_size <= 4096,
-            "num_train": self.num_train >= 0, "num_val": self.num_val >= 0, "num_test": self.num_test >= 0,
+            "num_train": self.num_train >= 0,
+            "num_val": self.num_val >= 0,
+            "num_test": self.num_test >= 0,
             "min_area": 0 < self.min_area <= self.max_area <= 1,
             "multi_max_area": self.min_area <= self.multi_max_area <= self.max_area,
-            "max_aspect": self.max_aspect >= 1, "max_objects": self.max_objects >= 1,
+            "max_aspect": self.max_aspect >= 1,
+            "max_objects": self.max_objects >= 1,
             "min_contrast": 0 < self.min_contrast <= self.max_contrast <= 0.9,
             "jpeg_quality": 1 <= self.jpeg_quality <= 100,
         }
-        for key in ("p_multi", "p_truncated", "p_difficult", "texture_amplitude", "background_gradient",
-                    "background_blobs", "noise_std", "max_saturation"):
+        for key in (
+            "p_multi",
+            "p_truncated",
+            "p_difficult",
+            "texture_amplitude",
+            "background_gradient",
+            "background_blobs",
+            "noise_std",
+            "max_saturation",
+        ):
             checks[key] = 0 <= getattr(self, key) <= 1
         checks["max_clutter_lines"] = self.max_clutter_lines >= 0
         checks["max_clutter_blobs"] = self.max_clutter_blobs >= 0
@@ -107,7 +118,7 @@ class SynthConfig:
                 raise ValueError(f"SynthConfig.{key}={getattr(self, key)!r} is out of range")
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "SynthConfig":
+    def from_dict(cls, values: dict[str, Any]) -> SynthConfig:
         """Build a config from a dict; unknown keys raise ``ValueError`` naming them."""
         allowed = [f.name for f in dataclasses.fields(cls)]
         unknown = sorted(set(values) - set(allowed))
@@ -153,8 +164,24 @@ def _unit_outline(name: str, rng: np.random.Generator) -> list[np.ndarray]:
         return [np.stack([radii * np.cos(angles), radii * np.sin(angles)], axis=1)]
     if name == "cross":
         a = rng.uniform(0.25, 0.4)
-        return [np.array([[-a, -1], [a, -1], [a, -a], [1, -a], [1, a], [a, a], [a, 1], [-a, 1],
-                          [-a, a], [-1, a], [-1, -a], [-a, -a]])]
+        return [
+            np.array(
+                [
+                    [-a, -1],
+                    [a, -1],
+                    [a, -a],
+                    [1, -a],
+                    [1, a],
+                    [a, a],
+                    [a, 1],
+                    [-a, 1],
+                    [-a, a],
+                    [-1, a],
+                    [-1, -a],
+                    [-a, -a],
+                ]
+            )
+        ]
     return [ring, ring * rng.uniform(0.45, 0.65)]  # "ring": an outer circle and a hole
 
 
@@ -197,8 +224,7 @@ def _background(rng: np.random.Generator, cfg: SynthConfig) -> np.ndarray:
     size = cfg.image_size
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / np.float32(size) - np.float32(0.5)
     angle = rng.uniform(0, 2 * np.pi)
-    level = rng.uniform(0.2, 0.8) + rng.uniform(0, cfg.background_gradient) * (
-        xx * np.cos(angle) + yy * np.sin(angle))
+    level = rng.uniform(0.2, 0.8) + rng.uniform(0, cfg.background_gradient) * (xx * np.cos(angle) + yy * np.sin(angle))
     level = level + rng.uniform(0, cfg.background_blobs) * _smooth_noise(rng, size, size, 4)
     lines = Image.new("L", (size * 2, size * 2), 0)
     draw = ImageDraw.Draw(lines)
@@ -278,9 +304,16 @@ def render_scene(rng: np.random.Generator, cfg: SynthConfig = SynthConfig()) -> 
     n_main = int(rng.integers(2, cfg.max_objects + 1)) if rng.random() < cfg.p_multi else 1
     max_area = cfg.multi_max_area if n_main > 1 else cfg.max_area
     # (class, area, truncate, contrast, difficult) for each object to draw
-    plans = [(rng.choice(cfg.classes), math.exp(rng.uniform(math.log(cfg.min_area), math.log(max_area))),
-              rng.random() < cfg.p_truncated, rng.uniform(cfg.min_contrast, cfg.max_contrast), False)
-             for _ in range(n_main)]
+    plans = [
+        (
+            rng.choice(cfg.classes),
+            math.exp(rng.uniform(math.log(cfg.min_area), math.log(max_area))),
+            rng.random() < cfg.p_truncated,
+            rng.uniform(cfg.min_contrast, cfg.max_contrast),
+            False,
+        )
+        for _ in range(n_main)
+    ]
     if rng.random() < cfg.p_difficult:
         tiny = rng.random() < 0.5
         area = math.exp(rng.uniform(math.log(0.006), math.log(0.02))) if tiny else rng.uniform(0.05, 0.2)
@@ -298,8 +331,7 @@ def render_scene(rng: np.random.Generator, cfg: SynthConfig = SynthConfig()) -> 
         cov, window = _coverage(polygons, size)
         inside = level[cov > 0.5]
         mean = float(inside.mean()) if inside.size else 0.5
-        sign = rng.choice([-1, 1]) if 0.05 <= mean - contrast and mean + contrast <= 0.95 else (
-            1 if mean < 0.5 else -1)
+        sign = rng.choice([-1, 1]) if 0.05 <= mean - contrast and mean + contrast <= 0.95 else (1 if mean < 0.5 else -1)
         height, width = cov[window].shape
         value = mean + sign * contrast + cfg.texture_amplitude * contrast * _texture(rng, height, width)
         alpha = cov[window][..., None]
@@ -309,7 +341,7 @@ def render_scene(rng: np.random.Generator, cfg: SynthConfig = SynthConfig()) -> 
     objects = []
     for i, (name, cov, truncated, difficult) in enumerate(drawn):
         visible = cov.copy()
-        for _, later, _, _ in drawn[i + 1:]:
+        for _, later, _, _ in drawn[i + 1 :]:
             visible *= 1 - later
         rows, cols = np.nonzero(visible.max(1) >= 0.5)[0], np.nonzero(visible.max(0) >= 0.5)[0]
         if rows.size and cols.size:

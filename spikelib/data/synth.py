@@ -30,11 +30,22 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from spikelib.data.scenes import SHAPE_CLASSES, SYNTH_NAME, Scene, SynthConfig, SynthObject, render_scene
+from spikelib.paths import data_root
 
 log = logging.getLogger(__name__)
 
-__all__ = ["SHAPE_CLASSES", "SYNTH_NAME", "Scene", "SynthConfig", "SynthObject", "render_scene",
-           "write_synthetic_voc", "is_complete", "default_data_root", "ensure_synthetic"]
+__all__ = [
+    "SHAPE_CLASSES",
+    "SYNTH_NAME",
+    "Scene",
+    "SynthConfig",
+    "SynthObject",
+    "render_scene",
+    "write_synthetic_voc",
+    "is_complete",
+    "default_data_root",
+    "ensure_synthetic",
+]
 
 SPLITS = ("train", "val", "test")
 MANIFEST = "manifest.json"
@@ -79,13 +90,15 @@ def _stats(objects_per_image: list[list[SynthObject]], size: int) -> dict[str, A
         "share_multi_object": sum(sum(not o.difficult for o in objs) > 1 for objs in objects_per_image) / n,
         "truncated_objects": sum(o.truncated for o in easy),
         "difficult_objects": sum(o.difficult for objs in objects_per_image for o in objs),
-        "box_area_quantiles": {f"q{q}": round(float(np.quantile(areas, q / 100)), 4) if areas.size else None
-                               for q in (0, 10, 50, 90, 100)},
+        "box_area_quantiles": {
+            f"q{q}": round(float(np.quantile(areas, q / 100)), 4) if areas.size else None for q in (0, 10, 50, 90, 100)
+        },
     }
 
 
-def write_synthetic_voc(root: str | Path, cfg: SynthConfig = SynthConfig(), *, overwrite: bool = False,
-                        progress: bool = True) -> Path:
+def write_synthetic_voc(
+    root: str | Path, cfg: SynthConfig = SynthConfig(), *, overwrite: bool = False, progress: bool = True
+) -> Path:
     """Write ``<root>/VOCdevkit/<cfg.name>`` atomically and return that folder.
 
     The tree holds ``JPEGImages/*.jpg``, ``Annotations/*.xml``, ``ImageSets/Main/{train,
@@ -108,9 +121,10 @@ def write_synthetic_voc(root: str | Path, cfg: SynthConfig = SynthConfig(), *, o
         for sub in ("JPEGImages", "Annotations", "ImageSets/Main"):
             (tmp / sub).mkdir(parents=True)
         stats = {}
-        bar = tqdm(total=sum(cfg.num_images(s) for s in SPLITS), desc=f"synth {cfg.name}",
-                   disable=not progress, unit="img")
-        for split in SPLITS:  # noqa: the bar is closed below or dropped with the exception
+        bar = tqdm(
+            total=sum(cfg.num_images(s) for s in SPLITS), desc=f"synth {cfg.name}", disable=not progress, unit="img"
+        )
+        for split in SPLITS:  # the bar is closed below or dropped with the exception
             ids, objects_per_image = [], []
             for i in range(cfg.num_images(split)):
                 image_id = f"{split}_{i:06d}"
@@ -119,7 +133,8 @@ def write_synthetic_voc(root: str | Path, cfg: SynthConfig = SynthConfig(), *, o
                 Image.fromarray(scene.image).save(buf, "JPEG", quality=cfg.jpeg_quality)
                 (tmp / "JPEGImages" / f"{image_id}.jpg").write_bytes(buf.getvalue())
                 (tmp / "Annotations" / f"{image_id}.xml").write_text(
-                    _voc_xml(cfg.name, image_id, cfg.image_size, scene.objects), encoding="utf-8")
+                    _voc_xml(cfg.name, image_id, cfg.image_size, scene.objects), encoding="utf-8"
+                )
                 ids.append(image_id)
                 objects_per_image.append(scene.objects)
                 bar.update()
@@ -129,8 +144,12 @@ def write_synthetic_voc(root: str | Path, cfg: SynthConfig = SynthConfig(), *, o
         trainval = [f"{s}_{i:06d}\n" for s in ("train", "val") for i in range(cfg.num_images(s))]
         (tmp / "ImageSets/Main/trainval.txt").write_text("".join(trainval))
         (tmp / "classes.txt").write_text("".join(f"{c}\n" for c in cfg.classes))
-        manifest = {"generator": "spikelib.data.synth", "format_version": FORMAT_VERSION,
-                    "config": dataclasses.asdict(cfg), "stats": stats}
+        manifest = {
+            "generator": "spikelib.data.synth",
+            "format_version": FORMAT_VERSION,
+            "config": dataclasses.asdict(cfg),
+            "stats": stats,
+        }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         old = devkit / f".{cfg.name}.old-{os.getpid()}"
         if target.exists():
@@ -148,7 +167,7 @@ def _remove_stale_partials(devkit: Path, name: str) -> None:
     """Delete ``.<name>.partial-<pid>-*`` and ``.<name>.old-<pid>`` folders of dead processes."""
     for path in devkit.glob(f".{name}.*-*"):
         try:
-            os.kill(int(path.name[len(name) + 2:].split("-")[1]), 0)
+            os.kill(int(path.name[len(name) + 2 :].split("-")[1]), 0)
         except (ProcessLookupError, ValueError, IndexError):
             log.info("removing %s left by an interrupted run", path)
             shutil.rmtree(path, ignore_errors=True)
@@ -164,20 +183,18 @@ def is_complete(voc_dir: str | Path, cfg: SynthConfig) -> bool:
     except (OSError, ValueError):
         return False
     total = sum(cfg.num_images(s) for s in SPLITS)
-    return (manifest.get("format_version") == FORMAT_VERSION
-            and manifest.get("config") == json.loads(json.dumps(dataclasses.asdict(cfg)))
-            and all((voc_dir / "ImageSets/Main" / f"{s}.txt").is_file() for s in (*SPLITS, "trainval"))
-            and len(os.listdir(voc_dir / "JPEGImages")) == total
-            and len(os.listdir(voc_dir / "Annotations")) == total)
+    return (
+        manifest.get("format_version") == FORMAT_VERSION
+        and manifest.get("config") == json.loads(json.dumps(dataclasses.asdict(cfg)))
+        and all((voc_dir / "ImageSets/Main" / f"{s}.txt").is_file() for s in (*SPLITS, "trainval"))
+        and len(os.listdir(voc_dir / "JPEGImages")) == total
+        and len(os.listdir(voc_dir / "Annotations")) == total
+    )
 
 
 def default_data_root() -> Path:
-    """``<repository>/data``, found from this file's location (not the working directory).
-
-    The environment variable ``SPIKELIB_DATA`` overrides it.
-    """
-    override = os.environ.get("SPIKELIB_DATA")
-    return Path(override) if override else Path(__file__).resolve().parents[2] / "data"
+    """``$SPIKELIB_DATA``, else ``data/`` of the project root (:func:`spikelib.paths.data_root`)."""
+    return data_root()
 
 
 def ensure_synthetic(root: str | Path | None = None, *, progress: bool = True, **config: Any) -> Path:

@@ -31,12 +31,12 @@ is read (with ``cache=True`` that is at construction, where ``"skip"`` applies).
 from __future__ import annotations
 
 import logging
-import os
 import urllib.error
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -49,16 +49,35 @@ from torchvision.transforms.v2 import functional as F
 from tqdm.auto import tqdm
 
 try:  # the same parser torchvision uses
-    from defusedxml.ElementTree import ParseError, parse as parse_xml
+    from defusedxml.ElementTree import ParseError
+    from defusedxml.ElementTree import parse as parse_xml
 except ImportError:  # pragma: no cover
-    from xml.etree.ElementTree import ParseError, parse as parse_xml
+    from xml.etree.ElementTree import ParseError
+    from xml.etree.ElementTree import parse as parse_xml
 
 log = logging.getLogger(__name__)
 
 VOC_CLASSES = (
-    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
-    "train", "tvmonitor",
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
 )
 VOC_YEARS = ("2007", "2008", "2009", "2010", "2011", "2012")
 POLICIES = ("single", "largest")
@@ -103,8 +122,9 @@ class SelectionStats:
         return f"{self.listed} listed, {self.kept} kept; dropped: {why}; clipped boxes: {self.clipped_boxes}"
 
 
-def parse_annotation(xml_path: str | Path, image_path: str | Path, classes: Sequence[str],
-                     ignore_other_classes: bool = False) -> tuple[VOCAnnotation, int]:
+def parse_annotation(
+    xml_path: str | Path, image_path: str | Path, classes: Sequence[str], ignore_other_classes: bool = False
+) -> tuple[VOCAnnotation, int]:
     """Read one VOC XML file into a :class:`VOCAnnotation` (all objects, parts excluded).
 
     Args:
@@ -171,8 +191,9 @@ def select_object(ann: VOCAnnotation, policy: str) -> int | None | str:
         return "no non-difficult object"
     if policy == "single":
         return easy[0] if len(easy) == 1 else "several non-difficult objects"
-    areas = [(ann.objects[i].box[2] - ann.objects[i].box[0]) * (ann.objects[i].box[3] - ann.objects[i].box[1])
-             for i in easy]
+    areas = [
+        (ann.objects[i].box[2] - ann.objects[i].box[0]) * (ann.objects[i].box[3] - ann.objects[i].box[1]) for i in easy
+    ]
     return easy[int(np.argmax(areas))]
 
 
@@ -185,7 +206,8 @@ def _download(root: Path, year: str, image_set: str) -> None:
         raise RuntimeError(
             f"could not download Pascal VOC {year} ({err}). Offline, fetch {info['filename']} by hand "
             f"(from {info['url']} or a mirror), extract it into {root} so that "
-            f"{root / info['base_dir'] / 'JPEGImages'} exists, and call again with download=False.") from err
+            f"{root / info['base_dir'] / 'JPEGImages'} exists, and call again with download=False."
+        ) from err
 
 
 def _voc_dir(root: Path, dataset: str) -> Path:
@@ -231,10 +253,22 @@ class VOCLocalization(Dataset):
     ``{"box": float32[4] normalized xyxy, "label": int64[], "index": int}``.
     """
 
-    def __init__(self, root: str | Path, dataset: str = "2012", image_set: str = "train", policy: str = "single",
-                 image_size: int | tuple[int, int] = 64, grayscale: bool = True, augment: bool = False,
-                 classes: Sequence[str] | None = None, download: bool = False, cache: bool = False,
-                 bad_samples: str = "raise", jitter: float = 0.1, seed: int = 0) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        dataset: str = "2012",
+        image_set: str = "train",
+        policy: str = "single",
+        image_size: int | tuple[int, int] = 64,
+        grayscale: bool = True,
+        augment: bool = False,
+        classes: Sequence[str] | None = None,
+        download: bool = False,
+        cache: bool = False,
+        bad_samples: str = "raise",
+        jitter: float = 0.1,
+        seed: int = 0,
+    ) -> None:
         if policy not in POLICIES:
             raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
         if bad_samples not in ("raise", "skip"):
@@ -270,8 +304,10 @@ class VOCLocalization(Dataset):
             tv = VOCDetection(self.root, year=self.dataset, image_set=self.image_set)
             return [Path(p) for p in tv.images], [Path(p) for p in tv.annotations]
         ids = [line.split()[0] for line in split_file.read_text().splitlines() if line.strip()]
-        return ([self.voc_dir / "JPEGImages" / f"{i}.jpg" for i in ids],
-                [self.voc_dir / "Annotations" / f"{i}.xml" for i in ids])
+        return (
+            [self.voc_dir / "JPEGImages" / f"{i}.jpg" for i in ids],
+            [self.voc_dir / "Annotations" / f"{i}.xml" for i in ids],
+        )
 
     def _bad(self, reason: str, err: Exception, dropped: dict[str, int], first: list[str]) -> None:
         if self.bad_samples == "raise":
@@ -289,8 +325,12 @@ class VOCLocalization(Dataset):
         for image_path, xml_path in zip(images, xmls):
             for path, what in ((image_path, "image"), (xml_path, "annotation")):
                 if not path.is_file():
-                    self._bad(f"missing {what}", VOCDataError(f"{split_file} lists {path.stem}, but {path} "
-                                                              f"does not exist"), dropped, bad)
+                    self._bad(
+                        f"missing {what}",
+                        VOCDataError(f"{split_file} lists {path.stem}, but {path} does not exist"),
+                        dropped,
+                        bad,
+                    )
                     break
             else:
                 try:
@@ -309,8 +349,10 @@ class VOCLocalization(Dataset):
         if bad:
             warnings.warn(f"skipped {len(bad)} bad samples of {split_file}; first: {bad[0]}", stacklevel=3)
         if clipped:
-            warnings.warn(f"clipped {clipped} boxes of {split_file} that stuck out of their image by at most "
-                          f"{CLIP_TOLERANCE} px", stacklevel=3)
+            warnings.warn(
+                f"clipped {clipped} boxes of {split_file} that stuck out of their image by at most {CLIP_TOLERANCE} px",
+                stacklevel=3,
+            )
         if not self.annotations:
             raise ValueError(f"split {split_file} is empty after the {self.policy!r} policy: {self.stats}")
         log.info("%s %s (%s): %s", self.dataset, self.image_set, self.policy, self.stats)
@@ -321,8 +363,10 @@ class VOCLocalization(Dataset):
         try:
             with Image.open(ann.image_path) as im:
                 if im.size != (ann.width, ann.height):
-                    raise VOCDataError(f"{ann.image_path}: image is {im.size[0]}x{im.size[1]} but "
-                                       f"{ann.xml_path} says {ann.width}x{ann.height}")
+                    raise VOCDataError(
+                        f"{ann.image_path}: image is {im.size[0]}x{im.size[1]} but "
+                        f"{ann.xml_path} says {ann.width}x{ann.height}"
+                    )
                 mode = "L" if self.grayscale else "RGB"
                 im.draft(mode, (width, height))  # JPEG: decode at a reduced scale when possible
                 im = im.convert(mode).resize((width, height), Image.BILINEAR)
@@ -361,8 +405,9 @@ class VOCLocalization(Dataset):
         seed = int(np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(1)[0])
         draws = torch.rand(4, generator=torch.Generator().manual_seed(seed))
         img = tv_tensors.Image(image)
-        boxes = tv_tensors.BoundingBoxes((box * scale)[None], format="XYXY", canvas_size=(height, width),
-                                         clamping_mode="hard")
+        boxes = tv_tensors.BoundingBoxes(
+            (box * scale)[None], format="XYXY", canvas_size=(height, width), clamping_mode="hard"
+        )
         if draws[0] < 0.5:
             img, boxes = F.horizontal_flip(img), F.horizontal_flip(boxes)
         if self.jitter > 0:
@@ -370,8 +415,14 @@ class VOCLocalization(Dataset):
             shift = [self.jitter * (2 * float(draws[2]) - 1) * width, self.jitter * (2 * float(draws[3]) - 1) * height]
             moved = F.clamp_bounding_boxes(F.affine(boxes, angle=0.0, translate=shift, scale=zoom, shear=[0.0, 0.0]))
             if bool(((moved[0, 2:] - moved[0, :2]) >= 1).all()):  # never jitter the object out of view
-                img = F.affine(img, angle=0.0, translate=shift, scale=zoom, shear=[0.0, 0.0],
-                               interpolation=F.InterpolationMode.BILINEAR)
+                img = F.affine(
+                    img,
+                    angle=0.0,
+                    translate=shift,
+                    scale=zoom,
+                    shear=[0.0, 0.0],
+                    interpolation=F.InterpolationMode.BILINEAR,
+                )
                 boxes = moved
         return img.as_subclass(torch.Tensor), boxes.as_subclass(torch.Tensor)[0] / scale
 
@@ -382,7 +433,8 @@ class VOCLocalization(Dataset):
         obj = ann.objects[self._object_index[index]]
         image = self._cache[index] if self._cache is not None else self._decode(ann)
         box = torch.tensor(obj.box, dtype=torch.float32) / torch.tensor(
-            [ann.width, ann.height, ann.width, ann.height], dtype=torch.float32)
+            [ann.width, ann.height, ann.width, ann.height], dtype=torch.float32
+        )
         if self.augment:
             image, box = self._augment(image, box, index)
         target = {"box": box, "label": torch.tensor(self.classes.index(obj.name)), "index": index}
@@ -398,13 +450,17 @@ class VOCLocalization(Dataset):
         ann = self.annotations[index]
         size = torch.tensor([ann.width, ann.height, ann.width, ann.height], dtype=torch.float32)
         boxes = torch.tensor([o.box for o in ann.objects], dtype=torch.float32).reshape(-1, 4) / size
-        return {"boxes": boxes,
-                "labels": torch.tensor([self.classes.index(o.name) for o in ann.objects], dtype=torch.int64),
-                "difficult": torch.tensor([o.difficult for o in ann.objects], dtype=torch.bool),
-                "image_id": ann.image_id}
+        return {
+            "boxes": boxes,
+            "labels": torch.tensor([self.classes.index(o.name) for o in ann.objects], dtype=torch.int64),
+            "difficult": torch.tensor([o.difficult for o in ann.objects], dtype=torch.bool),
+            "image_id": ann.image_id,
+        }
 
     def __repr__(self) -> str:
-        return (f"VOCLocalization(root={str(self.root)!r}, dataset={self.dataset!r}, image_set={self.image_set!r}, "
-                f"policy={self.policy!r}, image_size={self.image_size}, grayscale={self.grayscale}, "
-                f"augment={self.augment}, classes={len(self.classes)}, cached={self._cache is not None}): "
-                f"{self.stats}")
+        return (
+            f"VOCLocalization(root={str(self.root)!r}, dataset={self.dataset!r}, image_set={self.image_set!r}, "
+            f"policy={self.policy!r}, image_size={self.image_size}, grayscale={self.grayscale}, "
+            f"augment={self.augment}, classes={len(self.classes)}, cached={self._cache is not None}): "
+            f"{self.stats}"
+        )

@@ -11,7 +11,7 @@ the line with ``;``) so that the figure is not displayed twice.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -24,7 +24,7 @@ from matplotlib.patches import Rectangle
 from torch import Tensor
 from torchvision.ops import box_iou
 
-from spikelib import metrics
+from spikelib.eval import metrics
 
 GT_COLOR = "tab:green"
 PRED_COLOR = "tab:orange"
@@ -76,8 +76,15 @@ def _draw_boxes(
             Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=colors[k], linewidth=2, linestyle=linestyle)
         )
         if labels is not None:
-            ax.text(x0, y0, f" {labels[k]}", color="white", fontsize=8, va="bottom",
-                    bbox={"facecolor": colors[k], "edgecolor": "none", "pad": 1})
+            ax.text(
+                x0,
+                y0,
+                f" {labels[k]}",
+                color="white",
+                fontsize=8,
+                va="bottom",
+                bbox={"facecolor": colors[k], "edgecolor": "none", "pad": 1},
+            )
 
 
 def _colors(colors: str | Sequence[str] | None, count: int, default: str) -> list[str]:
@@ -214,8 +221,12 @@ def _union_outline(box_a: Tensor, box_b: Tensor) -> list[list[tuple[float, float
             if not inside(i, j):
                 continue
             x0, x1, y0, y1 = xs[i], xs[i + 1], ys[j], ys[j + 1]
-            for (di, dj), segment in (((-1, 0), [(x0, y0), (x0, y1)]), ((1, 0), [(x1, y0), (x1, y1)]),
-                                      ((0, -1), [(x0, y0), (x1, y0)]), ((0, 1), [(x0, y1), (x1, y1)])):
+            for (di, dj), segment in (
+                ((-1, 0), [(x0, y0), (x0, y1)]),
+                ((1, 0), [(x1, y0), (x1, y1)]),
+                ((0, -1), [(x0, y0), (x1, y0)]),
+                ((0, 1), [(x0, y1), (x1, y1)]),
+            ):
                 if not inside(i + di, j + dj):
                     segments.append(segment)
     return segments
@@ -241,13 +252,23 @@ def plot_iou_example(
     inter_box = torch.cat([torch.maximum(a[:2], b[:2]), torch.minimum(a[2:], b[2:])])
     inter_w, inter_h = (inter_box[2:] - inter_box[:2]).clamp(min=0).tolist()
     if inter_w * inter_h > 0:
-        ax.add_patch(Rectangle(inter_box[:2].tolist(), inter_w, inter_h, facecolor="tab:purple", alpha=0.5,
-                               edgecolor="none", label="A ∩ B"))
+        ax.add_patch(
+            Rectangle(
+                inter_box[:2].tolist(),
+                inter_w,
+                inter_h,
+                facecolor="tab:purple",
+                alpha=0.5,
+                edgecolor="none",
+                label="A ∩ B",
+            )
+        )
     for box, color, name in ((a, "tab:blue", "A"), (b, "tab:red", "B")):
         x0, y0, x1, y1 = box.tolist()
         ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=color, linewidth=2, label=name))
-    ax.add_collection(LineCollection(_union_outline(a, b), colors="black", linewidths=1.5, linestyles="--",
-                                     label="A ∪ B"))
+    ax.add_collection(
+        LineCollection(_union_outline(a, b), colors="black", linewidths=1.5, linestyles="--", label="A ∪ B")
+    )
     inter = inter_w * inter_h
     union = float(a[2:].sub(a[:2]).prod() + b[2:].sub(b[:2]).prod()) - inter
     iou = float(metrics.box_iou_pairwise(a[None], b[None])[0])
@@ -300,8 +321,15 @@ def plot_precision_recall(
             ax.fill_between(steps_x, steps_y, step="pre", color="tab:red", alpha=0.15, label="area = AP")
     if method == "11_points":
         levels = np.arange(11) / 10
-        ax.plot(levels, metrics.eleven_point_precisions(recall, precision).numpy(), "s", color="black",
-                markersize=5, clip_on=False, label="11 recall levels")
+        ax.plot(
+            levels,
+            metrics.eleven_point_precisions(recall, precision).numpy(),
+            "s",
+            color="black",
+            markersize=5,
+            clip_on=False,
+            label="11 recall levels",
+        )
     ax.set_xlim(0, 1.02)
     ax.set_ylim(0, 1.05)
     ax.set_xlabel("recall")

@@ -1,6 +1,6 @@
-"""Plots of the SNN-versus-ANN study (:func:`spikelib.compare.run_study`'s results).
+"""Plots of the SNN-versus-ANN study (:func:`spikelib.app.study.run_study`'s results).
 
-Each function takes the results dict (or what :func:`spikelib.compare_table.load_study`
+Each function takes the results dict (or what :func:`spikelib.app.compare_table.load_study`
 reads), draws on the ``ax`` (or ``axes``) it is given or creates a figure, and returns
 the figure; none calls ``plt.show()``. Lines carry the model name as their label, so a
 test can find what was drawn.
@@ -16,8 +16,14 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-__all__ = ["plot_accuracy_vs_steps", "plot_energy", "plot_accuracy_energy", "plot_spike_rates", "plot_latency",
-           "plot_robustness"]
+__all__ = [
+    "plot_accuracy_vs_steps",
+    "plot_energy",
+    "plot_accuracy_energy",
+    "plot_spike_rates",
+    "plot_latency",
+    "plot_robustness",
+]
 
 ANN_COLOR = "0.3"
 MAC_COLOR, AC_COLOR = "tab:orange", "tab:blue"
@@ -55,18 +61,30 @@ def plot_accuracy_vs_steps(results: Mapping[str, Any], metric: str = "miou", ax:
     fig, ax = _axes(ax, (5.0, 3.2))
     coding, sweep = _t_sweep(results)
     steps = [t for t, _ in sweep]
-    ax.plot(steps, [100 * results["models"][n]["test"][metric] for _, n in sweep], "o-", color="tab:blue",
-            label=f"SNN, {coding} code")
+    ax.plot(
+        steps,
+        [100 * results["models"][n]["test"][metric] for _, n in sweep],
+        "o-",
+        color="tab:blue",
+        label=f"SNN, {coding} code",
+    )
     markers = iter("s^dv")
-    for name, model in _snn(results).items():
+    for model in _snn(results).values():
         if model["coding"] != coding:
-            ax.plot([model["num_steps"]], [100 * model["test"][metric]], next(markers, "x"), markersize=8,
-                    linestyle="none", label=f"SNN, {model['coding']} code")
+            ax.plot(
+                [model["num_steps"]],
+                [100 * model["test"][metric]],
+                next(markers, "x"),
+                markersize=8,
+                linestyle="none",
+                label=f"SNN, {model['coding']} code",
+            )
     if "ann" in results["models"]:
         ax.axhline(100 * results["models"]["ann"]["test"][metric], color=ANN_COLOR, linestyle="--", label="ANN twin")
     if metric in results.get("baseline", {}).get("test", {}):
-        ax.axhline(100 * results["baseline"]["test"][metric], color="0.6", linestyle=":",
-                   label=results["baseline"]["name"])
+        ax.axhline(
+            100 * results["baseline"]["test"][metric], color="0.6", linestyle=":", label=results["baseline"]["name"]
+        )
     ax.set_xscale("log", base=2)
     ax.set_xticks(steps, [str(t) for t in steps])
     ax.set_xlabel("time steps T")
@@ -137,8 +155,7 @@ def plot_latency(results: Mapping[str, Any], models: Sequence[str] | None = None
         curve = results["models"][name]["latency"]["miou"]
         ax.plot(np.arange(1, len(curve) + 1), [100 * v for v in curve], "o-", markersize=3, label=name)
     if "ann" in results["models"]:
-        ax.axhline(100 * results["models"]["ann"]["test"]["miou"], color=ANN_COLOR, linestyle="--",
-                   label="ANN twin")
+        ax.axhline(100 * results["models"]["ann"]["test"]["miou"], color=ANN_COLOR, linestyle="--", label="ANN twin")
     ax.set_xscale("log", base=2)
     longest = max(len(results["models"][n]["latency"]["miou"]) for n in chosen)
     ticks = [t for t in (1, 2, 4, 8, 16, 32, 64) if t <= longest]
@@ -156,17 +173,24 @@ def plot_robustness(results: Mapping[str, Any], axes: Sequence[Axes] | None = No
         raise ValueError("no model of this study has robustness results (robustness='none'?)")
     corruptions = list(next(iter(measured.values()))["scores"])
     if axes is None:
-        fig, axes = plt.subplots(1, len(corruptions), figsize=(2.6 * len(corruptions), 2.8), sharey=True,
-                                 layout="constrained", squeeze=False)
+        fig, axes = plt.subplots(
+            1, len(corruptions), figsize=(2.6 * len(corruptions), 2.8), sharey=True, layout="constrained", squeeze=False
+        )
         axes = list(axes[0])
     fig = axes[0].figure
     for ax, corruption in zip(axes, corruptions):
         for name, rob in measured.items():
             severities = [0, *rob["severities"]]
             ann = results["models"][name]["kind"] == "ann"
-            ax.plot(severities, [100 * rob["clean"], *(100 * v for v in rob["scores"][corruption])],
-                    marker="o", markersize=3, linestyle="--" if ann else "-", color=ANN_COLOR if ann else None,
-                    label=f"{name} (mRAD {100 * rob['mrad']:.0f} %)")
+            ax.plot(
+                severities,
+                [100 * rob["clean"], *(100 * v for v in rob["scores"][corruption])],
+                marker="o",
+                markersize=3,
+                linestyle="--" if ann else "-",
+                color=ANN_COLOR if ann else None,
+                label=f"{name} (mRAD {100 * rob['mrad']:.0f} %)",
+            )
         ax.set_title(corruption.replace("_", " "), fontsize="medium")
         ax.set_xlabel("severity")
     axes[0].set_ylabel("test mIoU (%)")

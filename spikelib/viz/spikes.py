@@ -22,7 +22,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from spikelib.surrogate import SurrogateSpike
+from spikelib.snn.surrogate import SurrogateSpike
 
 __all__ = [
     "MEM_COLORS",
@@ -115,14 +115,10 @@ def plot_membrane(
     if cur_seq is not None:
         cur = _as_columns(cur_seq, "cur_seq")
         if cur.shape[0] != num_steps or cur.shape[1] not in (1, num_neurons):
-            raise ValueError(
-                f"cur_seq must be [T] or [T, N] with T = {num_steps}, N = {num_neurons}, got {cur.shape}"
-            )
+            raise ValueError(f"cur_seq must be [T] or [T, N] with T = {num_steps}, N = {num_neurons}, got {cur.shape}")
 
     if ax is None and cur is not None:
-        fig, (cur_ax, ax) = plt.subplots(
-            2, 1, figsize=(7, 4), sharex=True, height_ratios=(1, 3), layout="constrained"
-        )
+        fig, (cur_ax, ax) = plt.subplots(2, 1, figsize=(7, 4), sharex=True, height_ratios=(1, 3), layout="constrained")
         top_ax = cur_ax
     else:
         fig, ax = _axes(ax, (7, 3))
@@ -135,13 +131,19 @@ def plot_membrane(
         ax.plot(steps, mem[:, n], color=color, label=label, linewidth=1.5)
         if spk is not None:
             fired = spk[:, n] > 0
-            ax.plot(steps[fired], mem[fired, n], "o", color=color, markersize=5,
-                    label="spike" if num_neurons == 1 else f"_spike {n}", zorder=3)
+            ax.plot(
+                steps[fired],
+                mem[fired, n],
+                "o",
+                color=color,
+                markersize=5,
+                label="spike" if num_neurons == 1 else f"_spike {n}",
+                zorder=3,
+            )
     if spk is not None and num_neurons > 1:  # one neutral legend entry for all neurons' dots
         ax.plot([], [], "o", color="0.3", markersize=5, label="spike")
     if threshold is not None:
-        ax.axhline(float(threshold), color=THRESHOLD_COLOR, linestyle="--", linewidth=1,
-                   label="threshold")
+        ax.axhline(float(threshold), color=THRESHOLD_COLOR, linestyle="--", linewidth=1, label="threshold")
     ax.set_xlabel("time step t")
     ax.set_ylabel("membrane U[t]")
     ax.set_xlim(-0.5, num_steps - 0.5)
@@ -155,8 +157,7 @@ def plot_membrane(
     if cur is not None:
         for n in range(cur.shape[1]):  # one current per neuron: in that neuron's color
             color = CURRENT_COLOR if cur.shape[1] == 1 else MEM_COLORS[n % len(MEM_COLORS)]
-            cur_ax.step(steps, cur[:, n], where="mid", color=color, linewidth=1,
-                        label="cur" if n == 0 else "_cur")
+            cur_ax.step(steps, cur[:, n], where="mid", color=color, linewidth=1, label="cur" if n == 0 else "_cur")
         cur_ax.set_ylabel("current I[t]", color=CURRENT_COLOR)
         cur_ax.tick_params(axis="y", colors=CURRENT_COLOR)
         if cur_ax is not top_ax:  # a twin axis: I and U share units, so share the scale too
@@ -249,7 +250,7 @@ def plot_encoding(
         spk_seq (Tensor[T, ...]): the spikes of this one image, with ``image.numel()``
             values per step (e.g. ``[T, C, H, W]`` or ``[T, 1, C, H, W]``).
         decoded (Tensor, optional): the image rebuilt from ``spk_seq`` (e.g. by
-            ``spikelib.encoding.latency_decode``), ``image.numel()`` values.
+            ``spikelib.snn.encoding.latency_decode``), ``image.numel()`` values.
         axes (Sequence[Axes], optional): three axes to draw on; a new 1 x 3 figure when None.
         title (str, optional): figure title (suptitle).
         max_neurons (int, optional): passed to :func:`plot_raster`.
@@ -274,8 +275,7 @@ def plot_encoding(
         decoded_t = torch.as_tensor(_numpy(decoded, "decoded"))
         if decoded_t.numel() != image_t.numel():
             raise ValueError(
-                f"decoded must have one value per pixel ({image_t.numel()}), "
-                f"got shape {tuple(decoded_t.shape)}"
+                f"decoded must have one value per pixel ({image_t.numel()}), got shape {tuple(decoded_t.shape)}"
             )
         decoded_t = decoded_t.reshape(image_t.shape)
         decoded_name = "decoded"
@@ -289,8 +289,7 @@ def plot_encoding(
     array, options = _image_for_display(image_t, "image")
     image_ax.imshow(array, **options)
     image_ax.set_title("image")
-    plot_raster(spk, ax=raster_ax, max_neurons=max_neurons,
-                title=f"{int((spk > 0).sum())} spikes, T = {spk.shape[0]}")
+    plot_raster(spk, ax=raster_ax, max_neurons=max_neurons, title=f"{int((spk > 0).sum())} spikes, T = {spk.shape[0]}")
     raster_ax.set_ylabel("pixel")
     array, options = _image_for_display(decoded_t, "decoded")
     decoded_ax.imshow(array, **options)
@@ -342,8 +341,7 @@ def plot_frames(
     if any(not 0 <= t < num_steps for t in steps) or not steps:
         raise ValueError(f"steps must lie in [0, {num_steps - 1}], got {steps}")
     if axes is None:
-        fig, axes = plt.subplots(1, len(steps), figsize=(1.6 * len(steps), 2.0), squeeze=False,
-                                 layout="constrained")
+        fig, axes = plt.subplots(1, len(steps), figsize=(1.6 * len(steps), 2.0), squeeze=False, layout="constrained")
         axes = axes[0]
     elif len(axes) != len(steps):
         raise ValueError(f"axes must hold one axes per frame ({len(steps)}), got {len(axes)}")
@@ -413,8 +411,9 @@ def plot_surrogate_gallery(
     x = torch.as_tensor(x, dtype=torch.get_default_dtype()).flatten()
     count = len(functions)
     if axes is None:
-        fig, axes = plt.subplots(2, count, figsize=(2.3 * count + 0.4, 4.4), sharex=True,
-                                 squeeze=False, layout="constrained")
+        fig, axes = plt.subplots(
+            2, count, figsize=(2.3 * count + 0.4, 4.4), sharex=True, squeeze=False, layout="constrained"
+        )
     axes = np.asarray(axes, dtype=object).reshape(2, -1) if np.size(axes) == 2 * count else None
     if axes is None:
         raise ValueError(f"axes must be a 2 x {count} grid (forward row, backward row), got another shape")
@@ -457,7 +456,7 @@ def plot_fi_curve(
     Args:
         currents (Tensor[K]): input currents :math:`I`, increasing.
         rates (Tensor[K]): spikes per step for each current (e.g.
-            ``spikelib.neurons.firing_rate``).
+            ``spikelib.snn.neurons.firing_rate``).
         ax (Axes, optional): where to draw; a new figure when None.
         rheobase (float, optional): current to mark.
         label (str, optional): legend entry of the curve.
@@ -475,8 +474,13 @@ def plot_fi_curve(
     fig, ax = _axes(ax, (5, 3.2))
     (line,) = ax.plot(cur, rate, linewidth=1.5, label=label)
     if rheobase is not None:
-        ax.axvline(float(rheobase), color=line.get_color(), linestyle=":", linewidth=1.2,
-                   label=f"rheobase {float(rheobase):.3g}")
+        ax.axvline(
+            float(rheobase),
+            color=line.get_color(),
+            linestyle=":",
+            linewidth=1.2,
+            label=f"rheobase {float(rheobase):.3g}",
+        )
     ax.set_xlabel("input current I")
     ax.set_ylabel("firing rate (spikes / step)")
     ax.set_ylim(-0.03, max(1.03, float(rate.max(initial=0)) + 0.03))

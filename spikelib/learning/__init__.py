@@ -1,0 +1,23 @@
+"""Learning rules (BPTT, DECOLLE) and the losses they minimise."""
+
+from spikelib.learning.base import NonFiniteLossError, check_finite_loss
+from spikelib.learning.bptt import BPTT, check_loss_kwargs, spike_count
+from spikelib.learning.decolle import DECOLLE, RandomReadout, rate_floor_penalty
+from spikelib.learning.losses import BOX_LOSSES, box_regression_loss, localization_loss
+from spikelib.learning.rules import RULES, make_rule
+
+__all__ = [
+    "NonFiniteLossError",
+    "check_finite_loss",
+    "BOX_LOSSES",
+    "box_regression_loss",
+    "localization_loss",
+    "spike_count",
+    "BPTT",
+    "check_loss_kwargs",
+    "RandomReadout",
+    "rate_floor_penalty",
+    "DECOLLE",
+    "RULES",
+    "make_rule",
+]

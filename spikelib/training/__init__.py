@@ -1,0 +1,53 @@
+"""The generic trainer: epochs, optimizer and schedule, checkpoints that resume."""
+
+from spikelib.training.checkpoint import (
+    CHECKPOINT_VERSION,
+    CheckpointError,
+    capture_rng_state,
+    check_compatible,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
+from spikelib.training.classifier import evaluate_classifier, fit_classifier, train_classifier_epoch
+from spikelib.training.config import AMP_MODES, DEVICES, OPTIMIZERS, SCHEDULES, TrainConfig
+from spikelib.training.trainer import (
+    CHECKPOINT,
+    METRICS_LOG,
+    TrainingDiverged,
+    build_optimizer,
+    build_scheduler,
+    fit,
+    lr_factor,
+    make_train_loader,
+    set_epoch,
+    train_one_epoch,
+)
+
+__all__ = [
+    "TrainConfig",
+    "OPTIMIZERS",
+    "SCHEDULES",
+    "AMP_MODES",
+    "DEVICES",
+    "CHECKPOINT_VERSION",
+    "CheckpointError",
+    "capture_rng_state",
+    "restore_rng_state",
+    "save_checkpoint",
+    "load_checkpoint",
+    "check_compatible",
+    "TrainingDiverged",
+    "make_train_loader",
+    "set_epoch",
+    "build_optimizer",
+    "lr_factor",
+    "build_scheduler",
+    "train_one_epoch",
+    "fit",
+    "METRICS_LOG",
+    "CHECKPOINT",
+    "train_classifier_epoch",
+    "evaluate_classifier",
+    "fit_classifier",
+]

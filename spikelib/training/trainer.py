@@ -1,0 +1,426 @@
+r"""The training engine: one loop for the spiking localizer and its ANN twin.
+
+Small functions, each usable alone (torchvision's ``references/detection/engine.py``,
+minGPT's ``Trainer``):
+
+* :func:`train_one_epoch` runs a learning rule (``rule.train_step(model, images,
+  targets, optimizer)``, BPTT or DECOLLE, see :mod:`spikelib.learning.bptt`) over one pass of
+  a loader and returns the epoch's mean loss, IoU and accuracy;
+* :func:`predict` and :func:`evaluate`: one box and class per image, then mean IoU,
+  CorLoc, VOC mAP@0.5 (all-point, per-class AP) and mean IoU by object size;
+* :func:`fit`: epochs of both, a learning-rate schedule, a checkpoint and a line of the
+  metrics log (``metrics.jsonl``) after every epoch, callbacks so that a notebook can
+  plot while it trains, and ``resume`` to continue a killed run exactly.
+
+Reproducible on a CPU: the data order comes from a ``DistributedSampler`` seeded with
+``(seed, epoch)``, the augmentation draws from ``(seed, epoch, index)``, and the global
+random generators (which rate coding draws from) are saved in every checkpoint, so the
+same seed and data give the same metrics, and a resumed run the same metrics as one that
+never stopped. A NaN or infinite loss raises :class:`TrainingDiverged` naming the epoch
+and step; the checkpoint on disk stays the last good one.
+
+Learning-rate schedule (``step`` counts optimizer steps, :math:`S` of them in all, the
+first :math:`S_w = \mathrm{warmup}\cdot S` warm up):
+
+.. math::
+
+    \eta(s) = \eta_{\max} \cdot \begin{cases} (s + 1) / S_w & s < S_w \\
+        f_{\min} + (1 - f_{\min})\, \tfrac12\big(1 + \cos(\pi\, \tfrac{s - S_w}{S - S_w})\big)
+        & \text{otherwise} \end{cases}
+
+with :math:`f_{\min} = 10^{-3}` ("onecycle") or 0 ("cosine"); "constant" keeps
+:math:`\eta_{\max}`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+from torch.utils.data.distributed import DistributedSampler
+from tqdm.auto import tqdm
+
+from spikelib.data.datasets import leaves
+from spikelib.eval.evaluate import evaluate
+from spikelib.runtime.device import autocast, resolve_device
+from spikelib.runtime.distributed import DistInfo, all_reduce_mean, average_gradients_before_step, prepare_model, unwrap
+from spikelib.training.checkpoint import (
+    CHECKPOINT_VERSION,
+    capture_rng_state,
+    check_compatible,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
+from spikelib.training.config import TrainConfig
+
+__all__ = [
+    "TrainingDiverged",
+    "make_train_loader",
+    "set_epoch",
+    "build_optimizer",
+    "lr_factor",
+    "build_scheduler",
+    "train_one_epoch",
+    "fit",
+    "METRICS_LOG",
+    "CHECKPOINT",
+]
+
+log = logging.getLogger(__name__)
+
+METRICS_LOG = "metrics.jsonl"
+CHECKPOINT = "checkpoint.pt"
+Callback = Callable[[dict[str, Any]], None]
+
+
+class TrainingDiverged(FloatingPointError):
+    """The loss became NaN or infinite; the message names the epoch, the step and the last checkpoint."""
+
+
+# ------------------------------------------------------------------------------ data helpers
+
+
+def set_epoch(loader: DataLoader, epoch: int) -> None:
+    """Choose epoch ``epoch``'s data order (sampler) and augmentation draws (datasets)."""
+    if isinstance(loader.sampler, DistributedSampler):
+        loader.sampler.set_epoch(epoch)
+    for leaf in leaves(loader.dataset):
+        if hasattr(leaf, "set_epoch"):
+            leaf.set_epoch(epoch)
+
+
+def make_train_loader(
+    dataset: Dataset,
+    batch_size: int,
+    seed: int,
+    info: DistInfo = DistInfo(),
+    num_workers: int = 0,
+    pin_memory: bool = False,
+) -> DataLoader:
+    """A shuffling loader whose order depends only on ``(seed, epoch)`` and this process's rank.
+
+    Uses ``DistributedSampler`` for one process too (``num_replicas=1``), so the order is
+    the same code path everywhere; the last incomplete batch is dropped, so every process
+    takes the same number of equal steps. Call :func:`set_epoch` before each epoch.
+
+    Raises:
+        ValueError: fewer images per process than ``batch_size``.
+    """
+    sampler = DistributedSampler(
+        dataset, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=seed, drop_last=False
+    )
+    if sampler.num_samples < batch_size:
+        raise ValueError(
+            f"batch_size = {batch_size} is larger than the {sampler.num_samples} training images "
+            f"each of the {info.world_size} process(es) sees; lower train.batch_size"
+        )
+    return DataLoader(
+        dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers, drop_last=True, pin_memory=pin_memory
+    )
+
+
+# ------------------------------------------------------------------------------ optimization
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """The optimizer of ``cfg`` (``adamw``, ``adam`` or Nesterov ``sgd``) over ``model``'s parameters."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
+    raise ValueError(f"optimizer must be one of adamw, adam, sgd, got {cfg.optimizer!r}")
+
+
+def lr_factor(step: int, total_steps: int, schedule: str = "onecycle", warmup: float = 0.1) -> float:
+    """Multiplier of the peak learning rate at optimizer step ``step`` (see the module docstring).
+
+    Args:
+        step: 0-based optimizer step.
+        total_steps: steps of the whole run (> 0).
+        schedule: "onecycle", "cosine" or "constant".
+        warmup: share of the steps spent warming up linearly (ignored by "constant").
+    """
+    if schedule not in ("onecycle", "cosine", "constant"):
+        raise ValueError(f"schedule must be 'onecycle', 'cosine' or 'constant', got {schedule!r}")
+    if total_steps < 1:
+        raise ValueError(f"total_steps must be >= 1, got {total_steps}")
+    if schedule == "constant":
+        return 1.0
+    warm = int(warmup * total_steps)
+    if step < warm:
+        return (step + 1) / warm
+    floor = 1e-3 if schedule == "onecycle" else 0.0
+    progress = min(1.0, (step - warm) / max(1, total_steps - warm))
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """A per-step scheduler following :func:`lr_factor` over ``cfg.epochs * steps_per_epoch`` steps.
+
+    Its state (the step count) goes into checkpoints; the schedule itself is rebuilt from
+    the config, so nothing but numbers is saved.
+    """
+    total = cfg.epochs * steps_per_epoch
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, total, cfg.schedule, cfg.warmup))
+
+
+def _clip_before_step(optimizer: torch.optim.Optimizer, max_norm: float) -> Any:
+    """Clip the global gradient norm before every step (after any cross-process averaging)."""
+
+    def hook(opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        params = [p for group in opt.param_groups for p in group["params"] if p.grad is not None]
+        torch.nn.utils.clip_grad_norm_(params, max_norm)
+
+    return optimizer.register_step_pre_hook(hook)
+
+
+def _to_device(targets: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    return {k: v.to(device, non_blocking=True) if isinstance(v, Tensor) else v for k, v in targets.items()}
+
+
+# ------------------------------------------------------------------------------ one epoch
+
+
+def train_one_epoch(
+    model: nn.Module,
+    rule: Any,
+    loader: DataLoader,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any = None,
+    *,
+    epoch: int = 0,
+    device: torch.device | str = "cpu",
+    amp: str = "none",
+    info: DistInfo = DistInfo(),
+    progress: bool = True,
+    desc: str = "train",
+) -> dict[str, float]:
+    """One pass over ``loader``: ``rule.train_step`` on every batch, then ``scheduler.step()``.
+
+    Args:
+        model: maps images ``[B, C, H, W]`` to a ``Prediction`` (possibly DDP-wrapped).
+        rule: has ``train_step(model, images, targets, optimizer) -> dict[str, float]``.
+        loader: yields ``(images, {"box", "label", ...})`` batches.
+        optimizer, scheduler: the scheduler (optional) is stepped after every batch.
+        epoch: 0-based, for messages.
+        device: where the batches go.
+        amp: "bf16" autocasts the step on a GPU.
+        info: the process's place in a multi-process run (metrics are averaged over all).
+        progress: show a progress bar (``tqdm.auto``: a widget in a notebook).
+        desc: the bar's label.
+
+    Returns:
+        dict[str, float]: ``train_<key>`` for every key the rule returns (mean over the
+        epoch's images, e.g. ``train_loss``, ``train_iou``), ``lr`` (at the epoch's end),
+        ``train_seconds``.
+
+    Raises:
+        TrainingDiverged: a NaN or infinite loss (naming the epoch and step).
+    """
+    device = torch.device(device)
+    start, totals, seen = time.perf_counter(), {}, 0
+    bar = tqdm(loader, desc=desc, leave=False, disable=not progress, unit="batch", dynamic_ncols=True)
+    for step, (images, targets) in enumerate(bar):
+        images, targets = images.to(device, non_blocking=True), _to_device(targets, device)
+        try:
+            with autocast(device, amp):
+                stats = rule.train_step(model, images, targets, optimizer)
+        except FloatingPointError as err:
+            raise TrainingDiverged(f"training diverged in epoch {epoch + 1}, step {step + 1}: {err}") from err
+        if not math.isfinite(stats["loss"]):
+            raise TrainingDiverged(f"training diverged in epoch {epoch + 1}, step {step + 1}: loss = {stats['loss']}")
+        if scheduler is not None:
+            scheduler.step()
+        batch = images.shape[0]
+        for key, value in stats.items():
+            totals[key] = totals.get(key, 0.0) + float(value) * batch
+        seen += batch
+        bar.set_postfix({k: f"{totals[k] / seen:.3f}" for k in ("loss", "iou") if k in totals}, refresh=False)
+    bar.close()
+    if seen == 0:
+        raise ValueError("the loader yielded no batch: fewer images than one batch")
+    means = all_reduce_mean({f"train_{k}": v / seen for k, v in totals.items()}, seen, info)
+    return {**means, "lr": optimizer.param_groups[0]["lr"], "train_seconds": time.perf_counter() - start}
+
+
+# ------------------------------------------------------------------------------ evaluation
+
+
+# ------------------------------------------------------------------------------ fit
+
+
+def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
+    with path.open("a", encoding="utf-8") as file:
+        file.write(json.dumps(record, sort_keys=True) + "\n")
+
+
+def _rewrite_jsonl(path: Path, records: Sequence[dict[str, Any]]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records), encoding="utf-8")
+    tmp.replace(path)
+
+
+def fit(
+    model: nn.Module,
+    rule: Any,
+    train_set: Dataset,
+    val_set: Dataset | None,
+    cfg: TrainConfig,
+    *,
+    kind: str = "snn",
+    seed: int = 0,
+    run_dir: str | Path | None = None,
+    resume: bool = False,
+    run_config: dict[str, Any] | None = None,
+    callbacks: Iterable[Callback] = (),
+    progress: bool = True,
+    device: torch.device | str | None = None,
+    info: DistInfo = DistInfo(),
+) -> list[dict[str, Any]]:
+    """Train ``model`` for ``cfg.epochs`` epochs, validating and checkpointing after each.
+
+    Args:
+        model: the localizer (built, not yet wrapped; moved to ``device`` here).
+        rule: learning rule with ``train_step`` (and ``name``: "bptt" is wrapped in DDP in a
+            multi-process run, any other rule gets gradient averaging before each step).
+        train_set: training items ``(image, target)``; ``set_epoch`` is called on it.
+        val_set: evaluated after every epoch (``None``: skip).
+        cfg: epochs, batch size, optimizer, schedule, clipping, amp.
+        kind: "snn" or "ann", recorded in the checkpoint.
+        seed: seeds the data order.
+        run_dir: where ``checkpoint.pt`` and ``metrics.jsonl`` go (``None``: keep nothing).
+        resume: continue from ``run_dir/checkpoint.pt`` if it exists; it must come from the
+            same model configuration (and, given ``run_config``, the same run).
+        run_config: ``RunConfig.to_dict()``, stored in the checkpoint.
+        callbacks: each called with every epoch's record (to plot live).
+        progress: progress bars (``tqdm.auto``).
+        device: default: ``cfg.device`` resolved.
+        info: this process's place in a multi-process run; only rank 0 writes files.
+
+    Returns:
+        list[dict]: one record per epoch (restored ones included): ``epoch``, ``train_*``,
+        ``lr``, ``val_*`` (see :func:`evaluate`), ``train_seconds``, ``seconds``.
+
+    Raises:
+        TrainingDiverged: NaN or infinite loss; ``run_dir/checkpoint.pt`` is the last
+            finished epoch's.
+        CheckpointError: ``resume`` with a checkpoint of another model or run.
+    """
+    device = torch.device(device) if device is not None else resolve_device(cfg.device, info)
+    model.to(device)
+    run_dir = Path(run_dir) if run_dir is not None else None
+    checkpoint_path = run_dir / CHECKPOINT if run_dir is not None else None
+    through_forward = getattr(rule, "name", "bptt") == "bptt"
+    train_model = prepare_model(model, info, device, through_forward)
+    optimizer = build_optimizer(model, cfg)
+    if not through_forward:
+        average_gradients_before_step(optimizer, info)
+    if cfg.grad_clip > 0:
+        _clip_before_step(optimizer, cfg.grad_clip)
+    loader = make_train_loader(train_set, cfg.batch_size, seed, info, cfg.num_workers, device.type == "cuda")
+    scheduler = build_scheduler(optimizer, cfg, len(loader))
+    model_config = model.config.to_dict() if hasattr(model, "config") else {}
+    history: list[dict[str, Any]] = []
+    start_epoch = 0
+    if resume and checkpoint_path is not None and checkpoint_path.is_file():
+        checkpoint = load_checkpoint(checkpoint_path, map_location=device)
+        check_compatible(checkpoint, kind, model_config, checkpoint_path, run_config)
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scheduler.load_state_dict(checkpoint["scheduler"])
+        if checkpoint.get("rule") and hasattr(rule, "load_state_dict"):
+            rule.load_state_dict(checkpoint["rule"])
+        restore_rng_state(checkpoint["rng"])
+        history, start_epoch = list(checkpoint["history"]), int(checkpoint["epoch"])
+        log.info("resumed %s from %s after epoch %d", kind, checkpoint_path, start_epoch)
+    if info.is_main and run_dir is not None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _rewrite_jsonl(run_dir / METRICS_LOG, history)
+    callbacks = list(callbacks)
+    epochs = tqdm(
+        range(start_epoch, cfg.epochs),
+        desc=f"{kind} epochs",
+        disable=not progress,
+        unit="epoch",
+        initial=start_epoch,
+        total=cfg.epochs,
+        dynamic_ncols=True,
+    )
+    for epoch in epochs:
+        started = time.perf_counter()
+        set_epoch(loader, epoch)
+        try:
+            record: dict[str, Any] = {"epoch": epoch + 1}
+            record.update(
+                train_one_epoch(
+                    train_model,
+                    rule,
+                    loader,
+                    optimizer,
+                    scheduler,
+                    epoch=epoch,
+                    device=device,
+                    amp=cfg.amp,
+                    info=info,
+                    progress=progress,
+                    desc=f"{kind} epoch {epoch + 1}/{cfg.epochs}",
+                )
+            )
+            _check_finite_weights(model, epoch)
+        except TrainingDiverged as err:
+            kept = (
+                f"the last good checkpoint is {checkpoint_path} (epoch {epoch})"
+                if checkpoint_path is not None and epoch > 0
+                else "no checkpoint was written"
+            )
+            raise TrainingDiverged(f"{err} ({kept})") from err
+        if val_set is not None:
+            val = evaluate(model, val_set, cfg.eval_batch_size, device, cfg.amp, info)
+            record.update({f"val_{k}": v for k, v in val.items()})
+        record["seconds"] = time.perf_counter() - started
+        history.append(record)
+        if info.is_main and run_dir is not None:
+            save_checkpoint(
+                checkpoint_path,
+                {
+                    "version": CHECKPOINT_VERSION,
+                    "kind": kind,
+                    "epoch": epoch + 1,
+                    "global_step": (epoch + 1) * len(loader),
+                    "model": unwrap(model).state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "rule": rule.state_dict() if hasattr(rule, "state_dict") else {},
+                    "rng": capture_rng_state(),
+                    "data_epoch": epoch + 1,
+                    "model_config": model_config,
+                    "config": run_config or {},
+                    "history": history,
+                },
+            )
+            _append_jsonl(run_dir / METRICS_LOG, record)
+        epochs.set_postfix({k: f"{record[k]:.3f}" for k in ("train_loss", "val_miou") if k in record})
+        for callback in callbacks:
+            callback(record)
+    epochs.close()
+    return history
+
+
+def _check_finite_weights(model: nn.Module, epoch: int) -> None:
+    for name, param in unwrap(model).named_parameters():
+        if not torch.isfinite(param).all():
+            raise TrainingDiverged(f"training diverged in epoch {epoch + 1}: parameter {name} holds NaN or inf")

@@ -1,0 +1,344 @@
+r"""Interactive explorers for the notebooks: move a slider, watch a neuron or a code change.
+
+Each explorer is a plain object that holds
+
+* its controls as attributes (ipywidgets: ``explorer.beta``, ``explorer.num_steps``, ...),
+  so code can set ``explorer.beta.value = 0.9`` exactly as a student drags the slider;
+* the result of the last simulation (``mem_seq``, ``spk_seq``, ...), recomputed whenever a
+  control changes (through ``observe``);
+* the matplotlib ``figure`` drawn from it (a :class:`matplotlib.figure.Figure` made without
+  pyplot, so it is never shown twice or kept alive by pyplot), rendered to a PNG
+  (``png``) inside ``output`` (an :class:`ipywidgets.Output`). That works with Jupyter's
+  default inline backend and needs no ``ipympl``. Outside a kernel (tests, scripts) the
+  figure is drawn but not rendered, unless ``render=True``.
+
+Show one in a notebook by leaving it as the last expression of a cell (or
+``display(explorer)``); ``explorer.widget`` is the whole layout. GitHub does not render
+widget state, so notebooks show a static figure of the default setting first.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from typing import Any
+
+import ipywidgets as widgets
+import torch
+from IPython.display import Image, display
+from matplotlib.figure import Figure
+from torch import Tensor
+
+from spikelib.snn.encoding import direct_encode, latency_decode, latency_encode, rate_decode, rate_encode
+from spikelib.snn.neurons import RESETS, LIFParams, lif_seq_with_mem
+from spikelib.snn.surrogate import Heaviside
+from spikelib.viz.spikes import plot_encoding, plot_membrane, plot_raster
+
+__all__ = ["INPUT_KINDS", "CODINGS", "DIRECT_NEURON", "input_current", "LIFExplorer", "EncodingExplorer"]
+
+#: Shapes of the input current of :class:`LIFExplorer` (see :func:`input_current`).
+INPUT_KINDS: tuple[str, ...] = ("constant", "step", "pulse")
+
+#: Codes offered by :class:`EncodingExplorer`.
+CODINGS: tuple[str, ...] = ("rate", "latency", "direct")
+
+#: The neuron that turns a direct code into spikes in :class:`EncodingExplorer`: a
+#: non-leaky integrate-and-fire neuron with reset by subtraction fires
+#: :math:`\lfloor T x / \theta \rfloor` times or one less, a deterministic rate code.
+DIRECT_NEURON = LIFParams(beta=1.0, threshold=1.0, reset="subtract")
+
+
+def input_current(kind: str, amplitude: float, num_steps: int) -> Tensor:
+    r"""A current :math:`I[t]` of one of the :data:`INPUT_KINDS` shapes.
+
+    * ``"constant"``: :math:`I[t] = a` for all :math:`t`;
+    * ``"step"``: 0 for :math:`t < T/5`, then :math:`a`;
+    * ``"pulse"``: :math:`a` for :math:`T/5 \le t < 3T/5`, else 0 (watch the leak after it).
+
+    Args:
+        kind (str): one of :data:`INPUT_KINDS`.
+        amplitude (float): :math:`a`.
+        num_steps (int): :math:`T \ge 1`.
+
+    Returns:
+        Tensor[T]: the current, float32.
+    """
+    if kind not in INPUT_KINDS:
+        raise ValueError(f"kind must be one of {list(INPUT_KINDS)}, got {kind!r}")
+    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
+        raise ValueError(f"num_steps must be an int >= 1, got {num_steps!r}")
+    cur_seq = torch.full((num_steps,), float(amplitude))
+    onset = num_steps // 5
+    if kind in ("step", "pulse"):
+        cur_seq[:onset] = 0.0
+    if kind == "pulse":
+        cur_seq[3 * num_steps // 5 :] = 0.0
+    return cur_seq
+
+
+def _in_kernel() -> bool:
+    """True inside a Jupyter kernel, where an ``Output`` widget can show the figure."""
+    from IPython import get_ipython  # lazy: IPython is there only when a notebook kernel runs this
+
+    return getattr(get_ipython(), "kernel", None) is not None
+
+
+def _png(figure: Figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+class _Explorer:
+    """Shared plumbing: one figure, one Output, redraw on every control change."""
+
+    controls: tuple[str, ...] = ()
+
+    def _setup(self, figsize: tuple[float, float], dpi: int, controls_box: widgets.Widget, render: bool | None) -> None:
+        self.render = _in_kernel() if render is None else bool(render)
+        self.png: bytes | None = None
+        self.figure = Figure(figsize=figsize, dpi=dpi, layout="constrained")
+        self.output = widgets.Output()
+        self.widget = widgets.VBox([controls_box, self.output])
+        for name in self.controls:
+            getattr(self, name).observe(self._on_change, names="value")
+        self.update()
+
+    def _on_change(self, change: dict[str, Any]) -> None:
+        self.update()
+
+    def update(self) -> None:
+        """Simulate with the current control values and redraw."""
+        self._simulate()
+        self.figure.clear()
+        self._draw()
+        if self.render:
+            self.png = _png(self.figure)
+            self.output.clear_output(wait=True)
+            with self.output:
+                display(Image(data=self.png))
+
+    def _simulate(self) -> None:
+        raise NotImplementedError
+
+    def _draw(self) -> None:
+        raise NotImplementedError
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        bundle = self.widget._repr_mimebundle_(**kwargs)
+        if isinstance(bundle, dict):  # what a viewer without widgets (GitHub) shows instead
+            bundle["text/plain"] = f"{self!r}: run the notebook to use the controls"
+        return bundle
+
+    def __repr__(self) -> str:
+        values = ", ".join(f"{name}={getattr(self, name).value!r}" for name in self.controls)
+        return f"{type(self).__name__}({values})"
+
+
+class LIFExplorer(_Explorer):
+    r"""One LIF neuron and a small population, redrawn as the sliders move.
+
+    Top: the membrane :math:`U[t]` of one neuron driven by the chosen current (grey, right
+    axis), with the threshold and its spikes. Bottom: the raster of ``num_neurons``
+    neurons with the same parameters, driven by currents evenly spaced from
+    ``amplitude / num_neurons`` (top row) to the chosen amplitude (bottom row, the neuron
+    above): rows below the rheobase :math:`\theta(1 - \beta)` stay silent.
+
+    The neuron is :func:`spikelib.snn.neurons.lif_seq_with_mem` with a Heaviside spike (no
+    gradients are needed here).
+
+    Controls (ipywidgets): ``beta``, ``threshold``, ``current`` (amplitude),
+    ``input_kind`` (:data:`INPUT_KINDS`), ``num_steps``, ``reset`` (:data:`RESETS`).
+
+    Results of the last update: ``cur_seq`` (Tensor[T]), ``mem_seq`` and ``spk_seq``
+    (Tensor[T], the neuron plotted), ``pop_cur`` (Tensor[N]) and ``pop_spk_seq``
+    (Tensor[T, N], the raster), ``params`` (:class:`LIFParams`), ``figure``.
+
+    Args:
+        beta, threshold, current, input_kind, num_steps, reset: initial control values
+            (defaults: the paper's neuron, :math:`\beta = 0.5, \theta = 1`, driven by 0.6).
+        num_neurons (int): rows of the raster. Default 20.
+        dpi (int): resolution of the rendered figure. Default 72.
+        render (bool, optional): render the figure to PNG into ``output`` (and ``png``) on
+            every update; by default only inside a Jupyter kernel, where it can be seen.
+    """
+
+    controls = ("beta", "threshold", "current", "input_kind", "num_steps", "reset")
+
+    def __init__(
+        self,
+        beta: float = 0.5,
+        threshold: float = 1.0,
+        current: float = 0.6,
+        input_kind: str = "constant",
+        num_steps: int = 60,
+        reset: str = "subtract",
+        num_neurons: int = 20,
+        dpi: int = 72,
+        render: bool | None = None,
+    ) -> None:
+        if input_kind not in INPUT_KINDS:
+            raise ValueError(f"input_kind must be one of {list(INPUT_KINDS)}, got {input_kind!r}")
+        if reset not in RESETS:
+            raise ValueError(f"reset must be one of {list(RESETS)}, got {reset!r}")
+        if isinstance(num_neurons, bool) or not isinstance(num_neurons, int) or num_neurons < 1:
+            raise ValueError(f"num_neurons must be an int >= 1, got {num_neurons!r}")
+        self.num_neurons = num_neurons
+        style = {"description_width": "initial"}
+        opts = {"continuous_update": False, "style": style}
+        self.beta = widgets.FloatSlider(beta, min=0.0, max=1.0, step=0.01, description="beta", **opts)
+        self.threshold = widgets.FloatSlider(threshold, min=0.1, max=2.0, step=0.05, description="threshold", **opts)
+        self.current = widgets.FloatSlider(current, min=0.0, max=2.0, step=0.01, description="current I", **opts)
+        self.input_kind = widgets.Dropdown(
+            options=list(INPUT_KINDS), value=input_kind, description="input", style=style
+        )
+        self.num_steps = widgets.IntSlider(num_steps, min=5, max=200, step=5, description="num_steps T", **opts)
+        self.reset = widgets.Dropdown(options=list(RESETS), value=reset, description="reset", style=style)
+        box = widgets.HBox(
+            [
+                widgets.VBox([self.beta, self.threshold, self.current]),
+                widgets.VBox([self.input_kind, self.num_steps, self.reset]),
+            ]
+        )
+        self._setup((7.0, 5.0), dpi, box, render)
+
+    def _simulate(self) -> None:
+        self.params = LIFParams(float(self.beta.value), float(self.threshold.value), self.reset.value)
+        num_steps = int(self.num_steps.value)
+        amplitude = float(self.current.value)
+        shape = input_current(self.input_kind.value, 1.0, num_steps)  # [T], 0 or 1
+        self.cur_seq = amplitude * shape
+        self.pop_cur = amplitude * torch.arange(1, self.num_neurons + 1) / self.num_neurons
+        # [T, 1 + N]: the neuron plotted, then the population
+        cur_seq = shape[:, None] * torch.cat([torch.tensor([amplitude]), self.pop_cur])
+        with torch.no_grad():
+            spk_seq, mem_seq = lif_seq_with_mem(cur_seq, self.params, Heaviside())
+        self.spk_seq, self.mem_seq = spk_seq[:, 0], mem_seq[:, 0]
+        self.pop_spk_seq = spk_seq[:, 1:]
+
+    def _draw(self) -> None:
+        mem_ax, raster_ax = self.figure.subplots(2, 1, sharex=True, height_ratios=(3, 2))
+        beta, threshold, reset = self.params
+        count = int(self.spk_seq.sum())
+        plot_membrane(
+            self.mem_seq,
+            self.spk_seq,
+            threshold,
+            self.cur_seq,
+            ax=mem_ax,
+            title=f"beta {beta:.2f}, threshold {threshold:.2f}, reset {reset!r}: "
+            f"{count} spike{'s' if count != 1 else ''} in {len(self.spk_seq)} steps",
+        )
+        plot_raster(
+            self.pop_spk_seq,
+            ax=raster_ax,
+            title=f"{self.num_neurons} neurons, I = {float(self.pop_cur[0]):.2f} (top) to "
+            f"{float(self.pop_cur[-1]):.2f} (bottom); rheobase {threshold * (1 - beta):.2f}",
+        )
+        mem_ax.set_xlabel("")
+
+
+def _as_images(images: Tensor | Sequence[Tensor]) -> Tensor:
+    """Images as Tensor[N, C, H, W] in [0, 1]."""
+    if not isinstance(images, Tensor):
+        images = torch.stack([torch.as_tensor(image) for image in images])
+    if images.ndim == 3:
+        images = images[:, None]
+    if images.ndim != 4 or images.shape[1] not in (1, 3) or images.shape[0] < 1:
+        raise ValueError(f"images must be [N, C, H, W] with C in (1, 3) or [N, H, W], got {tuple(images.shape)}")
+    images = images.float()
+    if float(images.min()) < 0 or float(images.max()) > 1:
+        raise ValueError("images must lie in [0, 1] (intensities); rescale them first")
+    return images
+
+
+class EncodingExplorer(_Explorer):
+    r"""Pick an image, a code and a number of steps; see the spikes and what they give back.
+
+    Codes (:data:`CODINGS`):
+
+    * ``"rate"``: :func:`spikelib.snn.encoding.rate_encode` (Bernoulli, seeded by ``seed``),
+      decoded by the spike count over :math:`T`;
+    * ``"latency"``: :func:`spikelib.snn.encoding.latency_encode` with the linear code
+      stretched over the window (``linear=True, normalize=True``), decoded by
+      :func:`spikelib.snn.encoding.latency_decode`; at most one spike per pixel;
+    * ``"direct"``: :func:`spikelib.snn.encoding.direct_encode` feeds the intensity as a
+      current to a first spiking layer, here one non-leaky integrate-and-fire neuron per
+      pixel (:data:`DIRECT_NEURON`); its spikes are shown, decoded by their count over
+      :math:`T`: a rate code without the randomness.
+
+    Controls: ``index`` (which image), ``coding``, ``num_steps``, ``seed``.
+
+    Results of the last update: ``image`` (Tensor[C, H, W]), ``spk_seq`` (Tensor[T, C, H,
+    W]), ``decoded`` (Tensor[C, H, W]), ``error`` (mean squared error of ``decoded``),
+    ``figure``.
+
+    Args:
+        images (Tensor[N, C, H, W] or Tensor[N, H, W]): intensities in [0, 1], C in (1, 3).
+        index, coding, num_steps, seed: initial control values.
+        max_neurons (int, optional): rows of the raster (pixels); all by default.
+        dpi (int): resolution of the rendered figure. Default 72.
+        render (bool, optional): as in :class:`LIFExplorer`.
+    """
+
+    controls = ("index", "coding", "num_steps", "seed")
+
+    def __init__(
+        self,
+        images: Tensor | Sequence[Tensor],
+        index: int = 0,
+        coding: str = "rate",
+        num_steps: int = 20,
+        seed: int = 0,
+        max_neurons: int | None = None,
+        dpi: int = 72,
+        render: bool | None = None,
+    ) -> None:
+        self.images = _as_images(images)
+        if coding not in CODINGS:
+            raise ValueError(f"coding must be one of {list(CODINGS)}, got {coding!r}")
+        self.max_neurons = max_neurons
+        style = {"description_width": "initial"}
+        opts = {"continuous_update": False, "style": style}
+        self.index = widgets.IntSlider(index, min=0, max=len(self.images) - 1, description="image", **opts)
+        self.coding = widgets.Dropdown(options=list(CODINGS), value=coding, description="coding", style=style)
+        self.num_steps = widgets.IntSlider(num_steps, min=2, max=200, description="num_steps T", **opts)
+        self.seed = widgets.BoundedIntText(seed, min=0, max=2**31 - 1, description="seed", style=style)
+        box = widgets.HBox(
+            [
+                widgets.VBox([self.index, self.num_steps]),
+                widgets.VBox([self.coding, self.seed]),
+            ]
+        )
+        self._setup((9.0, 2.9), dpi, box, render)
+
+    def _simulate(self) -> None:
+        self.image = self.images[int(self.index.value)]
+        num_steps = int(self.num_steps.value)
+        coding = self.coding.value
+        if coding == "rate":
+            generator = torch.Generator().manual_seed(int(self.seed.value))
+            self.spk_seq = rate_encode(self.image, num_steps, generator=generator)
+            self.decoded = rate_decode(self.spk_seq)
+        elif coding == "latency":
+            self.spk_seq = latency_encode(self.image, num_steps, linear=True, normalize=True)
+            self.decoded = latency_decode(self.spk_seq, linear=True, normalize=True)
+        elif coding == "direct":
+            with torch.no_grad():
+                self.spk_seq, _ = lif_seq_with_mem(direct_encode(self.image, num_steps), DIRECT_NEURON, Heaviside())
+            self.decoded = rate_decode(self.spk_seq)
+        else:  # the Dropdown only offers CODINGS
+            raise ValueError(f"coding must be one of {list(CODINGS)}, got {coding!r}")
+        self.error = float(((self.decoded - self.image) ** 2).mean())
+
+    def _draw(self) -> None:
+        axes = self.figure.subplots(1, 3, width_ratios=(1, 1.8, 1))
+        plot_encoding(
+            self.image,
+            self.spk_seq,
+            decoded=self.decoded,
+            axes=axes,
+            max_neurons=self.max_neurons,
+            title=f"{self.coding.value} code of image {self.index.value}: "
+            f"{int(self.spk_seq.sum())} spikes for {self.image.numel()} pixels",
+        )
