@@ -3,11 +3,33 @@
 from __future__ import annotations
 
 import bisect
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
 
+from torch import Tensor
 from torch.utils.data import ConcatDataset, Dataset, Subset
 
-__all__ = ["leaves", "dataset_ground_truth", "dataset_classes"]
+__all__ = ["LocalizationDataset", "leaves", "dataset_ground_truth", "dataset_classes"]
+
+
+@runtime_checkable
+class LocalizationDataset(Protocol):
+    """What the trainer and the evaluation read: ``(image, target)`` items, a length, and for
+    mAP every annotated object of an image and the class names.
+
+    :class:`~spikelib.data.voc.VOCLocalization` is one; so are ``Subset`` and
+    ``ConcatDataset`` of them, through :func:`dataset_ground_truth` and :func:`dataset_classes`.
+    """
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> tuple[Tensor, dict[str, Any]]: ...
+
+
+class _Annotated(Protocol):
+    classes: Sequence[str]
+
+    def ground_truth(self, index: int) -> dict[str, Any]: ...
 
 
 def leaves(dataset: Dataset) -> list[Dataset]:
@@ -26,7 +48,10 @@ def dataset_ground_truth(dataset: Dataset, index: int) -> dict[str, Any]:
         part = bisect.bisect_right(dataset.cumulative_sizes, index)
         offset = dataset.cumulative_sizes[part - 1] if part else 0
         return dataset_ground_truth(dataset.datasets[part], index - offset)
-    return dataset.ground_truth(index)
+    if not isinstance(dataset, Dataset) or not hasattr(dataset, "ground_truth"):
+        raise TypeError(f"{type(dataset).__name__} has no ground_truth(index): not a localization dataset")
+    annotated: _Annotated = dataset  # type: ignore[assignment]
+    return annotated.ground_truth(index)
 
 
 def dataset_classes(dataset: Dataset) -> tuple[str, ...]:
@@ -35,7 +60,10 @@ def dataset_classes(dataset: Dataset) -> tuple[str, ...]:
     Raises:
         ValueError: parts with different class lists.
     """
-    names = {tuple(leaf.classes) for leaf in leaves(dataset)}
+    missing = [type(leaf).__name__ for leaf in leaves(dataset) if not hasattr(leaf, "classes")]
+    if missing:
+        raise TypeError(f"{missing[0]} has no classes attribute: not a localization dataset")
+    names = {tuple(getattr(leaf, "classes")) for leaf in leaves(dataset)}  # noqa: B009 (checked above)
     if len(names) != 1:
         raise ValueError(f"the datasets combined here have different class lists: {sorted(names)}")
     return names.pop()

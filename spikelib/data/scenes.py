@@ -209,7 +209,7 @@ def _area(poly: np.ndarray) -> float:
 def _smooth_noise(rng: np.random.Generator, height: int, width: int, cells: int) -> np.ndarray:
     """Zero-mean, unit-peak smooth noise ``float32[H, W]`` from a ``cells x cells`` grid."""
     grid = Image.fromarray(rng.standard_normal((cells, cells)).astype(np.float32))
-    field = np.asarray(grid.resize((width, height), Image.BICUBIC), dtype=np.float32)
+    field = np.asarray(grid.resize((width, height), Image.Resampling.BICUBIC), dtype=np.float32)
     field = field - field.mean()
     return field / max(float(np.abs(field).max()), 1e-6)
 

@@ -180,7 +180,7 @@ def parse_annotation(
     return VOCAnnotation(xml_path.stem, image_path, xml_path, width, height, tuple(objects)), clipped
 
 
-def select_object(ann: VOCAnnotation, policy: str) -> int | None | str:
+def select_object(ann: VOCAnnotation, policy: str) -> int | str:
     """Index in ``ann.objects`` of the object a policy keeps, or the reason for none.
 
     ``"single"``: the only non-difficult object (difficult ones may be present);
@@ -369,13 +369,15 @@ class VOCLocalization(Dataset):
                     )
                 mode = "L" if self.grayscale else "RGB"
                 im.draft(mode, (width, height))  # JPEG: decode at a reduced scale when possible
-                im = im.convert(mode).resize((width, height), Image.BILINEAR)
+                resized = im.convert(mode).resize((width, height), Image.Resampling.BILINEAR)
         except (OSError, SyntaxError, Image.DecompressionBombError) as err:
             raise VOCDataError(f"{ann.image_path}: cannot decode the image ({err})") from err
-        return F.pil_to_tensor(im)
+        return F.pil_to_tensor(resized)
 
     def _decode_all(self) -> torch.Tensor:
-        images, keep, bad = [], [], []
+        images: list[torch.Tensor] = []
+        keep: list[int] = []
+        bad: list[str] = []
         for i, ann in enumerate(tqdm(self.annotations, desc="decoding", unit="img", leave=False)):
             try:
                 images.append(self._decode(ann))

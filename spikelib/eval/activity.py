@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from spikelib.models.localizer import SpikingLocalizer
 from spikelib.snn.neurons import LIF
 
 __all__ = ["SpikeCounter", "spike_activity"]
@@ -73,7 +74,7 @@ class SpikeCounter:
 
 
 @torch.no_grad()
-def spike_activity(model: torch.nn.Module, images: torch.Tensor) -> dict[str, dict[str, float]]:
+def spike_activity(model: SpikingLocalizer, images: torch.Tensor) -> dict[str, dict[str, float]]:
     """Spike rate and share of silent channels of every layer of a spiking localizer.
 
     Args:

@@ -56,10 +56,12 @@ import math
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.modules.conv import _ConvNd
 
 __all__ = [
     "E_MAC_45NM",
@@ -189,17 +191,17 @@ class OpsReport:
         return "\n".join(lines)
 
 
-def _dense_macs(module: nn.Module, x: Tensor, y: Tensor) -> float:
+def _dense_macs(module: nn.Linear | _ConvNd, x: Tensor, y: Tensor) -> float:
     """MACs of one call of a conv/linear layer on a dense input (see module docstring)."""
-    if isinstance(module, _CONV + _CONV_T):
-        taps = math.prod(module.kernel_size)
-        if isinstance(module, _CONV):  # every output reads C_in/g x taps inputs
-            return float(y.numel() * (module.in_channels // module.groups) * taps)
-        return float(x.numel() * (module.out_channels // module.groups) * taps)  # scatter
-    return float(x.numel() * module.out_features)  # Linear: x.numel() = rows * in_features
+    if isinstance(module, nn.Linear):
+        return float(x.numel() * module.out_features)  # x.numel() = rows * in_features
+    taps = math.prod(module.kernel_size)
+    if isinstance(module, _CONV):  # every output reads C_in/g x taps inputs
+        return float(y.numel() * (module.in_channels // module.groups) * taps)
+    return float(x.numel() * (module.out_channels // module.groups) * taps)  # scatter
 
 
-def _exact_synops(module: nn.Module, events: Tensor) -> float:
+def _exact_synops(module: nn.Linear | _ConvNd, events: Tensor) -> float:
     r"""Exact :math:`\sum_i s_i \cdot \text{fan-out}_i` for one call; ``events`` >= 0."""
     if isinstance(module, nn.Linear):
         return float(events.sum()) * module.out_features
@@ -207,15 +209,16 @@ def _exact_synops(module: nn.Module, events: Tensor) -> float:
     dims = len(module.kernel_size)
     if isinstance(module, _CONV):
         conv = (F.conv1d, F.conv2d, F.conv3d)[dims - 1]
-        padding = module.padding
+        padding: str | tuple[int, ...] | int = module.padding
         if module.padding_mode != "zeros":  # reflected/circular copies are synapses too
-            pad = [p for p in reversed(module.padding) for _ in range(2)]
+            pad = [p for p in reversed(cast(tuple[int, ...], module.padding)) for _ in range(2)]
             events = F.pad(events, pad, mode=module.padding_mode)
             padding = 0
         reached = conv(events, ones, None, module.stride, padding, module.dilation, module.groups)
         return float(reached.sum())
     conv_t = (F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d)[dims - 1]
-    reached = conv_t(events, ones, None, module.stride, module.padding, module.output_padding,
+    transposed_padding = cast(tuple[int, ...], module.padding)  # "same"/"valid" are refused by ConvTranspose
+    reached = conv_t(events, ones, None, module.stride, transposed_padding, module.output_padding,
                      module.groups, module.dilation)  # fmt: skip
     return float(reached.sum())
 

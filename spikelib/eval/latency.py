@@ -9,18 +9,18 @@ would give if stopped after step :math:`t` is available along the way, at no ext
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from spikelib.eval import metrics
+from spikelib.models.localizer import Prediction, SpikingLocalizer
 
 __all__ = ["predictions_per_step", "latency_curve", "first_good_step"]
 
 
-def predictions_per_step(model: nn.Module, images: Tensor) -> list[Any]:
+def predictions_per_step(model: SpikingLocalizer, images: Tensor) -> list[Prediction]:
     r"""What the spiking localizer would predict if it stopped after each step.
 
     With :math:`S[t]` the spikes of the last decoder layer, the head reads at step
@@ -41,11 +41,13 @@ def predictions_per_step(model: nn.Module, images: Tensor) -> list[Any]:
         list[Prediction]: ``T`` predictions, one per step.
     """
     features = model.record(images).readout_seq  # [T, B, C, H, W]: the head's input after each step
+    if features is None:
+        raise ValueError(f"{type(model).__name__}.record() gave no readout_seq: not a spiking localizer")
     return [model.head(f) for f in features]
 
 
 @torch.no_grad()
-def latency_curve(model: nn.Module, dataset: Dataset, batch_size: int = 100) -> dict[str, list[float]]:
+def latency_curve(model: SpikingLocalizer, dataset: Dataset, batch_size: int = 100) -> dict[str, list[float]]:
     """mIoU, CorLoc and class accuracy of :func:`predictions_per_step` at every step.
 
     Args:
@@ -56,13 +58,13 @@ def latency_curve(model: nn.Module, dataset: Dataset, batch_size: int = 100) -> 
     Returns:
         dict: ``miou``, ``corloc``, ``accuracy``: lists of length T.
     """
-
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     boxes: list[list[Tensor]] = []
     labels: list[list[Tensor]] = []
-    true_boxes, true_labels = [], []
+    true_boxes: list[Tensor] = []
+    true_labels: list[Tensor] = []
     for images, targets in DataLoader(dataset, batch_size=batch_size, shuffle=False):
         steps = predictions_per_step(model, images.to(device))
         if not boxes:

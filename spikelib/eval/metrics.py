@@ -136,7 +136,7 @@ class SizeBucket(NamedTuple):
     """Mean IoU of the images whose true box area falls in ``[area_min, area_max)`` (the last bucket holds 1)."""
 
     mean_iou: float  # nan when the bucket is empty
-    count: int
+    count: int  # type: ignore[assignment]  # a field named as tuple.count, which it hides
     area_min: float
     area_max: float
 

@@ -218,7 +218,9 @@ class CorruptedDataset(Dataset):
         return f"CorruptedDataset({self.corruption!r}, severity={self.severity}, seed={self.seed}, {len(self)} images)"
 
 
-def relative_accuracy_drop(clean: float, corrupted: float | Sequence[float] | Tensor) -> Tensor:
+def relative_accuracy_drop(
+    clean: float, corrupted: float | Sequence[float] | Sequence[Sequence[float]] | Tensor
+) -> Tensor:
     r"""RAD :math:`= (A - A_c) / A` for one or many corrupted scores :math:`A_c`.
 
     Args:

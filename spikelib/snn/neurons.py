@@ -323,8 +323,9 @@ def reset_states(model: nn.Module) -> int:
     snntorch = sys.modules.get("snntorch")  # if never imported, no snnTorch neuron exists
     count = 0
     for module in model.modules():
-        if callable(getattr(module, "reset_state", None)):
-            module.reset_state()
+        reset = getattr(module, "reset_state", None)
+        if callable(reset):
+            reset()
             count += 1
         elif snntorch is not None and isinstance(module, snntorch.SpikingNeuron):
             if callable(getattr(module, "reset_mem", None)):

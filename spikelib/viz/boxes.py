@@ -25,16 +25,10 @@ from torch import Tensor
 from torchvision.ops import box_iou
 
 from spikelib.eval import metrics
+from spikelib.viz.common import figure_and_axes
 
 GT_COLOR = "tab:green"
 PRED_COLOR = "tab:orange"
-
-
-def _axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
-    if ax is None:
-        fig, ax = plt.subplots(figsize=figsize)
-        return fig, ax
-    return ax.figure, ax
 
 
 def _as_boxes(boxes: Tensor | Sequence, name: str) -> Tensor:
@@ -124,7 +118,7 @@ def show_image_with_boxes(
     boxes = _as_boxes(boxes_xyxy_normalized, "boxes_xyxy_normalized")
     if labels is not None and len(labels) != boxes.shape[0]:
         raise ValueError(f"labels must give one caption per box ({boxes.shape[0]}), got {len(labels)}")
-    fig, ax = _axes(ax, (4, 4 * height / width))
+    fig, ax = figure_and_axes(ax, (4, 4 * height / width), layout=None)
     ax.imshow(array, extent=(0, width, height, 0), interpolation="nearest", **options)
     scale = torch.tensor([width, height, width, height], dtype=torch.float32)
     _draw_boxes(ax, boxes * scale, _colors(colors, boxes.shape[0], GT_COLOR), labels, linestyle)
@@ -248,13 +242,13 @@ def plot_iou_example(
         Figure: the figure holding ``ax``.
     """
     a, b = _as_boxes(box_a, "box_a")[0], _as_boxes(box_b, "box_b")[0]
-    fig, ax = _axes(ax, (4, 4))
+    fig, ax = figure_and_axes(ax, (4, 4), layout=None)
     inter_box = torch.cat([torch.maximum(a[:2], b[:2]), torch.minimum(a[2:], b[2:])])
     inter_w, inter_h = (inter_box[2:] - inter_box[:2]).clamp(min=0).tolist()
     if inter_w * inter_h > 0:
         ax.add_patch(
             Rectangle(
-                inter_box[:2].tolist(),
+                (float(inter_box[0]), float(inter_box[1])),
                 inter_w,
                 inter_h,
                 facecolor="tab:purple",
@@ -305,17 +299,18 @@ def plot_precision_recall(
     Returns:
         Figure: the figure holding ``ax``.
     """
+    recall_t = torch.as_tensor(recall, dtype=torch.float64).flatten()
+    precision_t = torch.as_tensor(precision, dtype=torch.float64).flatten()
     if ap is None:
-        ap = metrics.average_precision(recall, precision, method)  # also checks the curve and method
+        ap = metrics.average_precision(recall_t, precision_t, method)  # also checks the curve and method
     elif method not in metrics.AP_METHODS:
         raise ValueError(f"method must be one of {metrics.AP_METHODS}, got {method!r}")
-    envelope = metrics.interpolated_precision(recall, precision).numpy()
-    recall = torch.as_tensor(recall, dtype=torch.float64).flatten().numpy()
-    precision = torch.as_tensor(precision, dtype=torch.float64).flatten().numpy()
-    fig, ax = _axes(ax, (4.5, 4))
-    if recall.size:
-        steps_x, steps_y = np.concatenate([[0.0], recall]), np.concatenate([envelope[:1], envelope])
-        ax.plot(recall, precision, "o-", color="tab:blue", markersize=3, lw=1, label="precision at each rank")
+    envelope = metrics.interpolated_precision(recall_t, precision_t).numpy()
+    recall_np, precision_np = recall_t.numpy(), precision_t.numpy()
+    fig, ax = figure_and_axes(ax, (4.5, 4), layout=None)
+    if recall_np.size:
+        steps_x, steps_y = np.concatenate([[0.0], recall_np]), np.concatenate([envelope[:1], envelope])
+        ax.plot(recall_np, precision_np, "o-", color="tab:blue", markersize=3, lw=1, label="precision at each rank")
         ax.step(steps_x, steps_y, where="pre", color="tab:red", lw=2, label="interpolated (envelope)")
         if method == "all_points":
             ax.fill_between(steps_x, steps_y, step="pre", color="tab:red", alpha=0.15, label="area = AP")
@@ -323,7 +318,7 @@ def plot_precision_recall(
         levels = np.arange(11) / 10
         ax.plot(
             levels,
-            metrics.eleven_point_precisions(recall, precision).numpy(),
+            metrics.eleven_point_precisions(recall_t, precision_t).numpy(),
             "s",
             color="black",
             markersize=5,

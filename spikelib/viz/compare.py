@@ -16,6 +16,8 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from spikelib.viz.common import figure_and_axes, figure_of
+
 __all__ = [
     "plot_accuracy_vs_steps",
     "plot_energy",
@@ -28,13 +30,6 @@ __all__ = [
 ANN_COLOR = "0.3"
 MAC_COLOR, AC_COLOR = "tab:orange", "tab:blue"
 _METRIC_LABELS = {"miou": "mIoU", "corloc": "CorLoc", "map50": "mAP@0.5", "accuracy": "class accuracy"}
-
-
-def _axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
-    if ax is None:
-        fig, ax = plt.subplots(figsize=figsize, layout="constrained")
-        return fig, ax
-    return ax.figure, ax
 
 
 def _snn(results: Mapping[str, Any]) -> dict[str, Any]:
@@ -58,7 +53,7 @@ def plot_accuracy_vs_steps(results: Mapping[str, Any], metric: str = "miou", ax:
     """
     if metric not in _METRIC_LABELS:
         raise ValueError(f"metric must be one of {list(_METRIC_LABELS)}, got {metric!r}")
-    fig, ax = _axes(ax, (5.0, 3.2))
+    fig, ax = figure_and_axes(ax, (5.0, 3.2))
     coding, sweep = _t_sweep(results)
     steps = [t for t, _ in sweep]
     ax.plot(
@@ -99,7 +94,7 @@ def plot_energy(results: Mapping[str, Any], ax: Axes | None = None) -> Figure:
     Each bar's label gives how many times less than the ANN the model spends.
     """
     models = results["models"]
-    fig, ax = _axes(ax, (5.5, 0.45 * len(models) + 1.0))
+    fig, ax = figure_and_axes(ax, (5.5, 0.45 * len(models) + 1.0))
     names = list(models)
     mac = np.array([models[n]["energy"]["macs"] * models[n]["energy"].get("e_mac", 4.6e-12) * 1e6 for n in names])
     ac = np.array([models[n]["energy"]["synops"] * models[n]["energy"].get("e_ac", 0.9e-12) * 1e6 for n in names])
@@ -119,7 +114,7 @@ def plot_energy(results: Mapping[str, Any], ax: Axes | None = None) -> Figure:
 
 def plot_accuracy_energy(results: Mapping[str, Any], metric: str = "miou", ax: Axes | None = None) -> Figure:
     """Each model as a point: energy per image (x, log) against its test score (y)."""
-    fig, ax = _axes(ax, (5.0, 3.2))
+    fig, ax = figure_and_axes(ax, (5.0, 3.2))
     for name, model in results["models"].items():
         x, y = model["energy"]["energy_j"] * 1e6, 100 * model["test"][metric]
         ax.plot([x], [y], "o", color=ANN_COLOR if model["kind"] == "ann" else "tab:blue", label=name)
@@ -136,7 +131,7 @@ def plot_spike_rates(results: Mapping[str, Any], model: str | None = None, ax: A
     rates = results["models"][model].get("spike_rates")
     if rates is None:
         raise ValueError(f"{model!r} has no spike rates (an ANN?); SNNs: {list(_snn(results))}")
-    fig, ax = _axes(ax, (5.0, 3.2))
+    fig, ax = figure_and_axes(ax, (5.0, 3.2))
     for layer, per_step in rates.items():
         ax.plot(np.arange(1, len(per_step) + 1), per_step, "o-", label=layer)
     ax.set_xlabel("time step t")
@@ -149,7 +144,7 @@ def plot_spike_rates(results: Mapping[str, Any], model: str | None = None, ax: A
 
 def plot_latency(results: Mapping[str, Any], models: Sequence[str] | None = None, ax: Axes | None = None) -> Figure:
     """mIoU of the SNN's readout after each step (prediction if stopped there), ANN as a line."""
-    fig, ax = _axes(ax, (5.0, 3.2))
+    fig, ax = figure_and_axes(ax, (5.0, 3.2))
     chosen = models or list(_snn(results))
     for name in chosen:
         curve = results["models"][name]["latency"]["miou"]
@@ -173,11 +168,11 @@ def plot_robustness(results: Mapping[str, Any], axes: Sequence[Axes] | None = No
         raise ValueError("no model of this study has robustness results (robustness='none'?)")
     corruptions = list(next(iter(measured.values()))["scores"])
     if axes is None:
-        fig, axes = plt.subplots(
+        grid = plt.subplots(
             1, len(corruptions), figsize=(2.6 * len(corruptions), 2.8), sharey=True, layout="constrained", squeeze=False
-        )
-        axes = list(axes[0])
-    fig = axes[0].figure
+        )[1]
+        axes = list(grid[0])
+    fig = figure_of(axes[0])
     for ax, corruption in zip(axes, corruptions):
         for name, rob in measured.items():
             severities = [0, *rob["severities"]]

@@ -23,6 +23,7 @@ from matplotlib.figure import Figure
 from torch import Tensor
 
 from spikelib.snn.surrogate import SurrogateSpike
+from spikelib.viz.common import figure_and_axes, figure_of
 
 __all__ = [
     "MEM_COLORS",
@@ -38,13 +39,6 @@ __all__ = [
 MEM_COLORS = tuple(f"C{k}" for k in range(10))
 THRESHOLD_COLOR = "tab:red"
 CURRENT_COLOR = "0.45"
-
-
-def _axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
-    if ax is None:
-        fig, ax = plt.subplots(figsize=figsize, layout="constrained")
-        return fig, ax
-    return ax.figure, ax
 
 
 def _numpy(x: Tensor | np.ndarray | Sequence[float], name: str) -> np.ndarray:
@@ -121,7 +115,7 @@ def plot_membrane(
         fig, (cur_ax, ax) = plt.subplots(2, 1, figsize=(7, 4), sharex=True, height_ratios=(1, 3), layout="constrained")
         top_ax = cur_ax
     else:
-        fig, ax = _axes(ax, (7, 3))
+        fig, ax = figure_and_axes(ax, (7, 3))
         cur_ax = ax.twinx() if cur is not None else None
         top_ax = ax
 
@@ -171,7 +165,7 @@ def plot_membrane(
 
 
 def plot_raster(
-    spk_seq: Tensor,
+    spk_seq: Tensor | np.ndarray,
     ax: Axes | None = None,
     title: str | None = None,
     max_neurons: int | None = None,
@@ -200,7 +194,7 @@ def plot_raster(
             raise ValueError(f"max_neurons must be an int >= 1 or None, got {max_neurons!r}")
         spk = spk[:, :max_neurons]
     num_steps, num_neurons = spk.shape
-    fig, ax = _axes(ax, (7, 3))
+    fig, ax = figure_and_axes(ax, (7, 3))
     steps, neurons = np.nonzero(spk)
     # "|" marks about 80 % of a row tall (marker size is in points squared)
     row_points = ax.get_position().height * fig.get_figheight() * 72.0 / max(num_neurons, 1)
@@ -284,7 +278,7 @@ def plot_encoding(
     elif len(axes) != 3:
         raise ValueError(f"axes must be three axes (image, raster, decoded), got {len(axes)}")
     image_ax, raster_ax, decoded_ax = axes
-    fig = image_ax.figure
+    fig = figure_of(image_ax)
 
     array, options = _image_for_display(image_t, "image")
     image_ax.imshow(array, **options)
@@ -341,11 +335,11 @@ def plot_frames(
     if any(not 0 <= t < num_steps for t in steps) or not steps:
         raise ValueError(f"steps must lie in [0, {num_steps - 1}], got {steps}")
     if axes is None:
-        fig, axes = plt.subplots(1, len(steps), figsize=(1.6 * len(steps), 2.0), squeeze=False, layout="constrained")
-        axes = axes[0]
+        grid = plt.subplots(1, len(steps), figsize=(1.6 * len(steps), 2.0), squeeze=False, layout="constrained")[1]
+        axes = list(grid[0])
     elif len(axes) != len(steps):
         raise ValueError(f"axes must hold one axes per frame ({len(steps)}), got {len(axes)}")
-    fig = axes[0].figure
+    fig = figure_of(axes[0])
     for ax, t in zip(axes, steps):
         array, options = _image_for_display(frames[t], "spk_seq[t]")
         ax.imshow(array, interpolation="nearest", **options)
@@ -411,17 +405,18 @@ def plot_surrogate_gallery(
     x = torch.as_tensor(x, dtype=torch.get_default_dtype()).flatten()
     count = len(functions)
     if axes is None:
-        fig, axes = plt.subplots(
+        axes = plt.subplots(
             2, count, figsize=(2.3 * count + 0.4, 4.4), sharex=True, squeeze=False, layout="constrained"
-        )
-    axes = np.asarray(axes, dtype=object).reshape(2, -1) if np.size(axes) == 2 * count else None
-    if axes is None:
+        )[1]
+    given = np.asarray(axes, dtype=object)
+    if given.size != 2 * count:
         raise ValueError(f"axes must be a 2 x {count} grid (forward row, backward row), got another shape")
-    fig = axes[0, 0].figure
+    grid = given.reshape(2, -1)
+    fig = figure_of(grid[0, 0])
     x_np = x.numpy()
     step = (x_np > 0).astype(np.float64)
     for k, (name, fn) in enumerate(zip(names, functions)):
-        top, bottom = axes[0, k], axes[1, k]
+        top, bottom = grid[0, k], grid[1, k]
         with torch.no_grad():
             smooth = fn.smooth_step(x).to(torch.float64).numpy()
             slope = fn.derivative(x).to(torch.float64).numpy()
@@ -432,10 +427,10 @@ def plot_surrogate_gallery(
         bottom.plot(x_np, slope, color="C1", linewidth=1.5, label="derivative")
         bottom.set_xlabel(r"$x = U - \theta$")
         top.set_ylim(-0.1, 1.1)
-    axes[0, 0].set_ylabel("forward: step")
-    axes[1, 0].set_ylabel("backward: slope")
-    axes[0, 0].legend(fontsize=7, loc="upper left")
-    axes[1, 0].legend(fontsize=7, loc="upper left")
+    grid[0, 0].set_ylabel("forward: step")
+    grid[1, 0].set_ylabel("backward: slope")
+    grid[0, 0].legend(fontsize=7, loc="upper left")
+    grid[1, 0].legend(fontsize=7, loc="upper left")
     return fig
 
 
@@ -471,7 +466,7 @@ def plot_fi_curve(
     rate = _numpy(rates, "rates").ravel()
     if cur.shape != rate.shape:
         raise ValueError(f"currents and rates must have the same length, got {cur.size} and {rate.size}")
-    fig, ax = _axes(ax, (5, 3.2))
+    fig, ax = figure_and_axes(ax, (5, 3.2))
     (line,) = ax.plot(cur, rate, linewidth=1.5, label=label)
     if rheobase is not None:
         ax.axvline(

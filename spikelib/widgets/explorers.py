@@ -218,7 +218,7 @@ class LIFExplorer(_Explorer):
 
     def _draw(self) -> None:
         mem_ax, raster_ax = self.figure.subplots(2, 1, sharex=True, height_ratios=(3, 2))
-        beta, threshold, reset = self.params
+        beta, threshold, reset = float(self.params.beta), float(self.params.threshold), self.params.reset
         count = int(self.spk_seq.sum())
         plot_membrane(
             self.mem_seq,
