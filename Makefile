@@ -1,6 +1,6 @@
 # spikelib: one command to set up, one to test, one to open the course.
 #   make lab    open JupyterLab on notebooks/ (creates .venv on first use)
-#   make test   unit tests + every notebook under nbval, offline, on CPU
+#   make test   lint (ruff), types (mypy), unit tests + every notebook under nbval, offline, on CPU
 #   make bench  speed/memory benchmarks (not part of the test suite)
 #   make train  the main job: train the SNN and its ANN twin, evaluate, runs/<name>/report.md
 
@@ -11,29 +11,39 @@ PY     := $(VENV)/bin/python
 # our machines (a CUDA build that runs on the CPU). pyproject.toml keeps loose ranges
 # for your own builds; see README "CPU-only torch on a laptop".
 TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
+# The linter and type checker whose verdicts `make test` enforces (their rules change between versions).
+TOOLS_PIN ?= ruff==0.17.6 mypy==2.4.1
 # Optional wheel index for torch, e.g. PyTorch's CPU-only index on a laptop.
 TORCH_INDEX ?=
 # Running as root (containers, CI) needs --allow-root for JupyterLab.
 LAB_ROOT_FLAG := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
 
-.PHONY: install lab test test-unit test-notebooks run-notebooks bench clean train
+.PHONY: install lab test test-unit test-notebooks lint typecheck run-notebooks bench clean train
 
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install $(TORCH_PIN) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
-	$(PY) -m pip install -e '.[dev]'
+	$(PY) -m pip install -e '.[dev]' $(TOOLS_PIN)
 	touch $@
 
 lab: install
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(LAB_ROOT_FLAG)
 
-test: install
+test: lint typecheck
 	$(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env -p no:cacheprovider $(PYTEST_ARGS)
 
+# The fast loop while editing: unit tests without the slow ones (kill -9 and resume, two processes, ...).
 test-unit: install
-	$(PY) -m pytest tests $(PYTEST_ARGS)
+	$(PY) -m pytest tests -m "not slow" $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check spikelib tests benchmarks notebooks
+	$(VENV)/bin/ruff format --check spikelib tests benchmarks
+
+typecheck: install
+	$(VENV)/bin/mypy
 
 test-notebooks: install
 	$(PY) -m pytest notebooks --nbval-lax --nbval-current-env $(PYTEST_ARGS)
