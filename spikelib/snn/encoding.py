@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "CODINGS",
     "rate_encode",
     "rate_decode",
     "latency_spike_time",
@@ -30,6 +31,10 @@ __all__ = [
     "latency_decode",
     "direct_encode",
 ]
+
+#: The input codes of this module, by name: :func:`direct_encode`, :func:`rate_encode`,
+#: :func:`latency_encode`.
+CODINGS: tuple[str, ...] = ("direct", "rate", "latency")
 
 #: Added to intensities at the latency threshold so that the log code stays finite
 #: (the value snnTorch uses).
