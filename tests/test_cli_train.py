@@ -17,7 +17,9 @@ import pytest
 import torch
 
 from spikelib.app.cli import main
-from spikelib.app.config import ConfigError, RunConfig, load_config
+from spikelib.app.config import ConfigError, RunConfig, Targets, load_config
+from spikelib.app.job import load_trained
+from spikelib.app.report import check_targets
 from spikelib.data.synth import SynthConfig, write_synthetic_voc
 
 REPO = Path(__file__).resolve().parents[1]
@@ -323,6 +325,28 @@ def test_a_checkpoint_of_another_model_configuration_is_a_one_line_error(finishe
     runs = ["--runs-dir", str(finished_run / "runs"), "-q"]
     assert main(["train", "--config", str(config), "--set", "snn.beta=0.9", "--resume", *runs]) == 1
     assert "beta = 0.5 in the checkpoint, 0.9 here" in one_line_error(capsys)
+
+
+def test_a_checkpoint_from_before_snn_was_split_from_model_still_loads(finished_run, tmp_path):
+    state = torch.load(finished_run / "runs" / "tiny" / "snn" / "checkpoint.pt", weights_only=True)
+    flat = {k: v for k, v in state["config"].items() if k != "snn"}
+    flat["model"] = {**state["config"]["model"], **state["config"]["snn"]}  # the old layout: one [model]
+    legacy = tmp_path / "legacy.pt"
+    torch.save({**state, "config": flat}, legacy)
+    model, _, cfg = load_trained(legacy)
+    assert cfg.snn.num_steps == 2 and cfg == RunConfig.from_dict(state["config"])
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), state["model"].values()))
+
+
+def test_the_report_checks_only_the_targets_its_config_sets():
+    test = {"miou": 0.62, "miou_small": 0.2, "count_small": 9}
+    results = {"snn": {"test": test}, "ann": {"test": {**test, "miou": 0.7}}}
+    assert check_targets(results, 6, None) == []
+    checks = check_targets(results, 6, Targets(snn_miou=0.6, max_steps=8, max_gap=0.04))
+    assert [(what, met) for what, met, _ in checks] == [
+        ("SNN mean IoU >= 0.60 at T <= 8", True),
+        ("SNN within 4 points of its ANN twin", False),
+    ]
 
 
 def test_changing_t_keeps_the_twin_checkpoint_and_refuses_the_snn_one(tmp_path, data_root, capsys):

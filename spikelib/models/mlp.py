@@ -6,6 +6,7 @@ from typing import NamedTuple
 
 from torch import Tensor, nn
 
+from spikelib.checks import check_number
 from spikelib.snn.neurons import LIF, PAPER_SPIKE_FN
 from spikelib.snn.surrogate import SurrogateSpike
 
@@ -29,9 +30,7 @@ class MLPRecord(NamedTuple):
 
 
 def _positive_int(name: str, value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-    return value
+    return check_number(name, value, 1, integer=True)
 
 
 class SpikingMLP(nn.Module):

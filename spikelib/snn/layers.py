@@ -46,6 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from spikelib.checks import check_choice, check_number
 from spikelib.snn.engine import FOLD_TIME_CHOICES, FusedLIF, SavedArena, apply_seq, is_spike_train, spikes_saved_as_int8
 from spikelib.snn.neurons import LIF, PAPER_SPIKE_FN
 from spikelib.snn.surrogate import SurrogateSpike
@@ -71,15 +72,8 @@ RESIDUAL_KINDS: tuple[str, ...] = ("plain", "sew", "membrane")
 CONNECT_FUNCTIONS: tuple[str, ...] = ("add", "and", "iand")
 
 
-def _check_choice(name: str, value: object, allowed: Sequence[object]) -> None:
-    if not any(value is a or (isinstance(value, str) and value == a) for a in allowed):
-        raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
-
-
 def _check_positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-    return value
+    return check_number(name, value, 1, integer=True)
 
 
 def _check_seq(x_seq: Tensor, channels: int, who: str) -> None:
@@ -149,7 +143,7 @@ class TimeDistributed(nn.Module):
 
     def __init__(self, module: nn.Module, fold_time: bool | str = "auto") -> None:
         super().__init__()
-        _check_choice("fold_time", fold_time, FOLD_TIME_CHOICES)
+        check_choice("fold_time", fold_time, FOLD_TIME_CHOICES)
         self.module = module
         self.fold_time = fold_time
 
@@ -170,7 +164,7 @@ class _SpikingBase(nn.Module):
         self, beta: float, threshold: float, reset: str, spike_fn: SurrogateSpike, fold_time: bool | str
     ) -> None:
         super().__init__()
-        _check_choice("fold_time", fold_time, FOLD_TIME_CHOICES)
+        check_choice("fold_time", fold_time, FOLD_TIME_CHOICES)
         self.fold_time = fold_time
         self._lif_args = (beta, threshold, reset, spike_fn)
 
@@ -289,8 +283,8 @@ class ConvBlock(nn.Module):
 
 def _check_residual(kind: str, connect: str, in_channels: int, out_channels: int, stride: int) -> bool:
     """Validate; return True if the shortcut needs a 1x1 projection."""
-    _check_choice("kind", kind, RESIDUAL_KINDS)
-    _check_choice("connect", connect, CONNECT_FUNCTIONS)
+    check_choice("kind", kind, RESIDUAL_KINDS)
+    check_choice("connect", connect, CONNECT_FUNCTIONS)
     if kind != "sew" and connect != "add":
         raise ValueError(f"connect={connect!r} only applies to kind='sew', got kind={kind!r}")
     return kind != "plain" and (stride != 1 or in_channels != out_channels)
@@ -514,7 +508,7 @@ def make_resnet_stack(
     Returns:
         nn.Sequential: ``stem, block1, block2, ... [, head]``.
     """
-    _check_choice("kind", kind, RESIDUAL_KINDS)
+    check_choice("kind", kind, RESIDUAL_KINDS)
     _check_positive_int("depth", depth)
     widths = [channels] if isinstance(channels, int) else list(channels)
     if not widths:

@@ -24,6 +24,7 @@ from matplotlib.patches import Rectangle
 from torch import Tensor
 from torchvision.ops import box_iou
 
+from spikelib.checks import check_choice
 from spikelib.eval import metrics
 
 GT_COLOR = "tab:green"
@@ -307,8 +308,8 @@ def plot_precision_recall(
     """
     if ap is None:
         ap = metrics.average_precision(recall, precision, method)  # also checks the curve and method
-    elif method not in metrics.AP_METHODS:
-        raise ValueError(f"method must be one of {metrics.AP_METHODS}, got {method!r}")
+    else:
+        check_choice("method", method, metrics.AP_METHODS)
     envelope = metrics.interpolated_precision(recall, precision).numpy()
     recall = torch.as_tensor(recall, dtype=torch.float64).flatten().numpy()
     precision = torch.as_tensor(precision, dtype=torch.float64).flatten().numpy()

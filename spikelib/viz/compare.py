@@ -16,6 +16,8 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from spikelib.checks import check_choice
+
 __all__ = [
     "plot_accuracy_vs_steps",
     "plot_energy",
@@ -56,8 +58,7 @@ def plot_accuracy_vs_steps(results: Mapping[str, Any], metric: str = "miou", ax:
         metric: "miou", "corloc", "map50" or "accuracy".
         ax: where to draw (default: a new figure).
     """
-    if metric not in _METRIC_LABELS:
-        raise ValueError(f"metric must be one of {list(_METRIC_LABELS)}, got {metric!r}")
+    check_choice("metric", metric, tuple(_METRIC_LABELS))
     fig, ax = _axes(ax, (5.0, 3.2))
     coding, sweep = _t_sweep(results)
     steps = [t for t, _ in sweep]
