@@ -266,10 +266,10 @@ def train_variant(
     cfg: RunConfig,
     train_set: Dataset,
     val_set: Dataset | None,
-    run_dir: Path,
+    run_dir: Path | None,
     *,
-    resume: bool,
-    device: torch.device,
+    resume: bool = False,
+    device: torch.device | None = None,
     reuse: Path | None = None,
     progress: bool = True,
     callbacks: Sequence[Callable[[dict], None]] = (),
@@ -286,9 +286,9 @@ def train_variant(
         kind: "snn" or "ann".
         cfg: the run configuration of this model.
         train_set, val_set: the data (``val_set`` ``None``: no per-epoch validation).
-        run_dir: where its ``checkpoint.pt`` and ``metrics.jsonl`` go.
+        run_dir: where its ``checkpoint.pt`` and ``metrics.jsonl`` go (``None``: keep nothing).
         resume: continue (or only load, if finished) ``run_dir``'s checkpoint.
-        device: where to train.
+        device: where to train (default: ``train.device`` resolved).
         reuse: a checkpoint to load instead of training, already checked by the caller
             (see :func:`load_trained` for the checks).
         progress: progress bars.
@@ -303,12 +303,15 @@ def train_variant(
     """
     seed_everything(cfg.seed)
     model = build_model(kind, cfg)
-    checkpoint = run_dir / CHECKPOINT
-    if reuse is not None and not checkpoint.is_file():
+    checkpoint = run_dir / CHECKPOINT if run_dir is not None else None
+    found = checkpoint is not None and checkpoint.is_file()
+    if reuse is not None and not found:
         state = load_checkpoint(reuse)
         model.load_state_dict(state["model"])
-        return TrainedModel(model.to(device), list(state["history"]), "reused")
-    done = int(load_checkpoint(checkpoint)["epoch"]) if resume and checkpoint.is_file() else 0
+        return TrainedModel(
+            model.to(device or resolve_device(cfg.train.device, info)), list(state["history"]), "reused"
+        )
+    done = int(load_checkpoint(checkpoint)["epoch"]) if resume and found else 0
     history = fit(
         model,
         build_rule(kind, cfg),

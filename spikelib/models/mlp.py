@@ -29,10 +29,6 @@ class MLPRecord(NamedTuple):
     output_mem_seq: Tensor
 
 
-def _positive_int(name: str, value: int) -> int:
-    return check_number(name, value, 1, integer=True)
-
-
 class SpikingMLP(nn.Module):
     r"""A two-layer spiking perceptron: Linear -> LIF -> Linear -> LIF.
 
@@ -76,9 +72,9 @@ class SpikingMLP(nn.Module):
         spike_fn: SurrogateSpike = PAPER_SPIKE_FN,
     ) -> None:
         super().__init__()
-        self.num_inputs = _positive_int("num_inputs", num_inputs)
-        _positive_int("num_hidden", num_hidden)
-        _positive_int("num_outputs", num_outputs)
+        self.num_inputs = check_number("num_inputs", num_inputs, 1, integer=True)
+        check_number("num_hidden", num_hidden, 1, integer=True)
+        check_number("num_outputs", num_outputs, 1, integer=True)
         self.fc1 = nn.Linear(num_inputs, num_hidden)
         self.lif1 = LIF(beta, threshold, reset, spike_fn)
         self.fc2 = nn.Linear(num_hidden, num_outputs)

@@ -43,10 +43,6 @@ CODINGS: tuple[str, ...] = ("direct", "rate", "latency")
 _EPSILON = 1e-7
 
 
-def _check_num_steps(num_steps: int) -> None:
-    check_number("num_steps", num_steps, 1, integer=True)
-
-
 def _check_tensor(x: Tensor, name: str = "x") -> None:
     if not isinstance(x, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
@@ -93,7 +89,7 @@ def rate_encode(x: Tensor, num_steps: int, gain: float = 1.0, generator: torch.G
         ValueError: ``x`` outside [0, 1], ``num_steps < 1`` or ``gain < 0``.
     """
     _check_unit_interval(x)
-    _check_num_steps(num_steps)
+    check_number("num_steps", num_steps, 1, integer=True)
     check_number("gain", gain, 0.0)
     prob = (gain * x.detach()).clamp(0.0, 1.0)
     return torch.bernoulli(prob.expand(num_steps, *x.shape), generator=generator)
@@ -234,7 +230,7 @@ def latency_encode(
         ValueError: ``x`` outside [0, 1], bad ``num_steps``, ``tau`` or ``threshold``,
             or ``normalize`` with the log code.
     """
-    _check_num_steps(num_steps)
+    check_number("num_steps", num_steps, 1, integer=True)
     tau = _latency_tau(num_steps, tau, linear, normalize)
     step = torch.round(latency_spike_time(x, tau, threshold, linear))
     steps = torch.arange(num_steps, dtype=step.dtype, device=x.device)
@@ -285,5 +281,5 @@ def direct_encode(x: Tensor, num_steps: int) -> Tensor:
         Tensor[T, B, ...]: ``x`` repeated along a new leading time axis.
     """
     _check_tensor(x)
-    _check_num_steps(num_steps)
+    check_number("num_steps", num_steps, 1, integer=True)
     return x.expand(num_steps, *x.shape)
