@@ -244,13 +244,13 @@ class DECOLLE:
                 nor ``"last"`` (the head learns online from spikes here).
             NonFiniteLossError: NaN or infinite loss.
         """
+        readouts = self.readouts_for(model)  # first: refuses the twin, whose config has no readout
         cfg = model.config
         if cfg.readout not in ("mean", "last"):
             raise ValueError(
                 f"DECOLLE trains the head on the last layer's spikes, so the model's readout "
                 f"must be 'mean' or 'last', got readout={cfg.readout!r}"
             )
-        readouts = self.readouts_for(model)
         if self.burn_in >= cfg.num_steps:
             raise ValueError(f"burn_in={self.burn_in} leaves no step to learn from at num_steps={cfg.num_steps}")
         model.train()
