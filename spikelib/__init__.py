@@ -42,6 +42,8 @@ _PUBLIC: dict[str, str] = {
     # models
     **dict.fromkeys(
         [
+            "ArchConfig",
+            "SpikingConfig",
             "LocalizerConfig",
             "SpikingLocalizer",
             "AnnLocalizer",

@@ -99,12 +99,24 @@ def test_a_checkpoint_of_another_model_configuration_is_refused_in_one_line():
     with pytest.raises(CheckpointError) as caught:
         check_compatible(checkpoint, "snn", other, "runs/x/snn/checkpoint.pt")
     message = str(caught.value)
-    assert "\n" not in message and message.startswith("runs/x/snn/checkpoint.pt was trained with a different model")
-    assert "model.beta = 0.5 in the checkpoint, 0.9 here" in message and "model.num_steps = 4" in message
+    assert "\n" not in message and message.startswith("runs/x/snn/checkpoint.pt was trained with a different SNN")
+    assert "beta = 0.5 in the checkpoint, 0.9 here" in message and "num_steps = 4 in the checkpoint, 8 here" in message
     with pytest.raises(CheckpointError, match="holds an SNN, not an ANN"):
         check_compatible(checkpoint, "ann", preset("tiny").to_dict())
-    with pytest.raises(CheckpointError, match="different model"):
+    with pytest.raises(CheckpointError, match="different SNN configuration"):
         check_compatible(checkpoint, "snn", LocalizerConfig().to_dict())
+
+
+def test_a_twin_checkpoint_depends_on_the_architecture_only():
+    tiny = preset("tiny")
+    twin = _checkpoint(kind="ann", model_config=tiny.arch.to_dict())
+    check_compatible(twin, "ann", preset("tiny", num_steps=8, coding="rate").arch.to_dict())  # T, code: fine
+    with pytest.raises(CheckpointError, match=r"different ANN configuration: head_pool = 8 in the checkpoint, 4 here"):
+        check_compatible(twin, "ann", tiny.arch.replace(head_pool=4).to_dict())
+    # a twin's checkpoint written when it stored the SNN's fields too is still read
+    check_compatible(
+        _checkpoint(kind="ann", model_config=tiny.to_dict()), "ann", tiny.replace(num_steps=8).arch.to_dict()
+    )
 
 
 def test_resuming_needs_the_same_run_but_not_the_same_name():

@@ -17,7 +17,9 @@ import pytest
 import torch
 
 from spikelib.app.cli import main
-from spikelib.app.config import ConfigError, RunConfig, load_config
+from spikelib.app.config import ConfigError, RunConfig, Targets, load_config
+from spikelib.app.job import load_trained
+from spikelib.app.report import check_targets
 from spikelib.data.synth import SynthConfig, write_synthetic_voc
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,6 +43,8 @@ image_size = 32
 encoder_channels = [4, 8, 8]
 decoder_channels = [8, 4, 4]
 head_pool = 8
+
+[snn]
 num_steps = {num_steps}
 
 [train]
@@ -123,7 +127,7 @@ def history_of(run_dir: Path) -> list[dict]:
 def test_the_shipped_configs_load(name):
     cfg = load_config(REPO / "configs" / f"{name}.toml")
     assert cfg.name == name and cfg.models == ("snn", "ann")
-    assert cfg.model.num_steps <= 8
+    assert cfg.snn.num_steps <= 8
 
 
 def test_voc_gpu_trains_on_07_and_12_trainval_and_tests_on_07_test():
@@ -134,7 +138,15 @@ def test_voc_gpu_trains_on_07_and_12_trainval_and_tests_on_07_test():
 
 @pytest.mark.parametrize(
     "table, key",
-    [("", "sed"), ("[train]", "lrr"), ("[model]", "num_step"), ("[data]", "imagesize"), ("[ann]", "epoch")],
+    [
+        ("", "sed"),
+        ("[train]", "lrr"),
+        ("[model]", "num_step"),
+        ("[snn]", "betta"),
+        ("[data]", "imagesize"),
+        ("[ann]", "epoch"),
+        ("[targets]", "snn_iou"),
+    ],
 )
 def test_an_unknown_key_is_named_with_the_allowed_ones(tmp_path, data_root, table, key):
     path = write_config(tmp_path, data_root)
@@ -155,13 +167,37 @@ def test_an_unknown_key_is_named_with_the_allowed_ones(tmp_path, data_root, tabl
 
 def test_overrides_use_dotted_keys_and_are_validated(tmp_path, data_root):
     path = write_config(tmp_path, data_root)
-    cfg = load_config(path, {"train.epochs": 7, "model.num_steps": 5, "ann.lr": 0.1})
-    assert (cfg.train.epochs, cfg.model.num_steps) == (7, 5)
+    cfg = load_config(path, {"train.epochs": 7, "snn.num_steps": 5, "ann.lr": 0.1})
+    assert (cfg.train.epochs, cfg.snn.num_steps) == (7, 5)
     assert cfg.train_config("ann").lr == 0.1 and cfg.train_config("snn").lr == 0.005
     with pytest.raises(ConfigError, match="epochs must be an int >= 1, got 0"):
         load_config(path, {"train.epochs": 0})
     with pytest.raises(ConfigError, match="model.in_channels = 1 but data.grayscale = false"):
         load_config(path, {"data.grayscale": False})
+
+
+def test_the_snn_only_keys_live_in_their_own_table(tmp_path, data_root):
+    path = write_config(tmp_path, data_root)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, {"model.num_steps": 5})
+    message = str(caught.value)
+    assert "unknown key 'num_steps' in [model]" in message and "(num_steps belongs in [snn])" in message
+    assert "allowed: in_channels, image_size" in message
+    with pytest.raises(
+        ConfigError, match=r"unknown key 'head_pool' in \[snn\].*allowed: num_steps, beta.*belongs in \[model\]"
+    ):
+        load_config(path, {"snn.head_pool": 4})
+    cfg = load_config(path, {"snn.num_steps": 5})
+    assert cfg.model_config("snn").num_steps == 5 and not hasattr(cfg.model_config("ann"), "num_steps")
+
+
+def test_targets_are_parsed_strictly(tmp_path, data_root):
+    assert load_config(write_config(tmp_path, data_root)).targets is None
+    path = write_config(tmp_path, data_root, extra="\n[targets]\nsnn_miou = 0.5\nmax_steps = 4\n")
+    targets = load_config(path).targets
+    assert (targets.snn_miou, targets.max_steps, targets.max_gap) == (0.5, 4, None)
+    with pytest.raises(ConfigError, match=r"\[targets\].*snn_miou must be a number in \[0, 1\], got 60"):
+        load_config(path, {"targets.snn_miou": 60})
 
 
 def test_run_config_round_trips_through_a_plain_dict(tmp_path, data_root):
@@ -243,6 +279,7 @@ def test_train_writes_report_figures_and_prints_the_table(tmp_path, data_root, c
     assert set(results) == {"snn", "ann", "meta"} and results["snn"]["test"]["num_images"] == DATA.num_test
     assert results["meta"]["threads"] == 1 and results["meta"]["wall_seconds"] > 0
     assert "job wall time" in out and "Job wall time" in (run / "report.md").read_text()
+    assert "[ ]" not in out and "[x]" not in out and "## Targets" not in (run / "report.md").read_text()  # none set
     row = next(line for line in out.splitlines() if line.startswith("| SNN |"))
     assert f"| {100 * results['snn']['test']['miou']:.1f} |" in row
     report = (run / "report.md").read_text()
@@ -282,12 +319,55 @@ def test_eval_reproduces_the_test_metrics_of_the_report(finished_run, tmp_path, 
 def test_a_checkpoint_of_another_model_configuration_is_a_one_line_error(finished_run, capsys):
     checkpoint = finished_run / "runs" / "tiny" / "snn" / "checkpoint.pt"
     config = finished_run / "tiny.toml"
-    assert main(["eval", "--checkpoint", str(checkpoint), "--config", str(config), "--set", "model.num_steps=4"]) == 1
+    assert main(["eval", "--checkpoint", str(checkpoint), "--config", str(config), "--set", "snn.num_steps=4"]) == 1
     err = one_line_error(capsys)
-    assert "was trained with a different model configuration: model.num_steps = 2 in the checkpoint, 4 here" in err
+    assert "was trained with a different SNN configuration: num_steps = 2 in the checkpoint, 4 here" in err
     runs = ["--runs-dir", str(finished_run / "runs"), "-q"]
-    assert main(["train", "--config", str(config), "--set", "model.beta=0.9", "--resume", *runs]) == 1
-    assert "model.beta = 0.5 in the checkpoint, 0.9 here" in one_line_error(capsys)
+    assert main(["train", "--config", str(config), "--set", "snn.beta=0.9", "--resume", *runs]) == 1
+    assert "beta = 0.5 in the checkpoint, 0.9 here" in one_line_error(capsys)
+
+
+def test_a_checkpoint_from_before_snn_was_split_from_model_still_loads(finished_run, tmp_path):
+    state = torch.load(finished_run / "runs" / "tiny" / "snn" / "checkpoint.pt", weights_only=True)
+    flat = {k: v for k, v in state["config"].items() if k != "snn"}
+    flat["model"] = {**state["config"]["model"], **state["config"]["snn"]}  # the old layout: one [model]
+    legacy = tmp_path / "legacy.pt"
+    torch.save({**state, "config": flat}, legacy)
+    model, _, cfg = load_trained(legacy)
+    assert cfg.snn.num_steps == 2 and cfg == RunConfig.from_dict(state["config"])
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), state["model"].values()))
+
+
+def test_the_report_checks_only_the_targets_its_config_sets():
+    test = {"miou": 0.62, "miou_small": 0.2, "count_small": 9}
+    results = {"snn": {"test": test}, "ann": {"test": {**test, "miou": 0.7}}}
+    assert check_targets(results, 6, None) == []
+    checks = check_targets(results, 6, Targets(snn_miou=0.6, max_steps=8, max_gap=0.04))
+    assert [(what, met) for what, met, _ in checks] == [
+        ("SNN mean IoU >= 0.60 at T <= 8", True),
+        ("SNN within 4 points of its ANN twin", False),
+    ]
+
+
+def test_changing_t_keeps_the_twin_checkpoint_and_refuses_the_snn_one(tmp_path, data_root, capsys):
+    path = write_config(tmp_path, data_root, name="pair", models=("snn", "ann"), epochs=1)
+    runs = ["--runs-dir", str(tmp_path / "runs"), "-q"]
+    assert main(["train", "--config", str(path), *runs]) == 0
+    twin = tmp_path / "runs" / "pair" / "ann" / "checkpoint.pt"
+    before = torch.load(twin, weights_only=True)["history"]
+    capsys.readouterr()
+    only_twin = ["--set", 'models=["ann"]', "--set", "snn.num_steps=3", "--resume"]
+    assert main(["train", "--config", str(path), *only_twin, *runs]) == 0  # finished: reused, only evaluated
+    assert "| ANN twin |" in capsys.readouterr().out
+    assert torch.load(twin, weights_only=True)["history"] == before
+    assert main(["eval", "--checkpoint", str(twin), "--config", str(path), "--set", "snn.num_steps=3", "-q"]) == 0
+    capsys.readouterr()
+    assert main(["train", "--config", str(path), "--set", "snn.num_steps=3", "--resume", *runs]) == 1
+    err = one_line_error(capsys)
+    assert (
+        "snn/checkpoint.pt was trained with a different SNN configuration: num_steps = 2 in the checkpoint, 3 here"
+        in err
+    )
 
 
 def test_kill_9_mid_epoch_then_resume_reaches_the_same_metrics(finished_run, tmp_path):

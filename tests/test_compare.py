@@ -1,5 +1,6 @@
 """The SNN-vs-ANN study: variants, per-step readout, the table and its files, the study end to end and its CLI."""
 
+import dataclasses
 import doctest
 import json
 import math
@@ -54,8 +55,8 @@ def test_variant_names_round_trip():
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"num_steps": (0,)}, "num_steps must be ints >= 1"),
-        ({"codings": ("morse",)}, "codings must be among"),
+        ({"num_steps": (0,)}, r"num_steps must be a non-empty sequence of ints >= 1, got \(0,\)"),
+        ({"codings": ("rate", "morse")}, r"codings\[1\] must be one of \['direct', 'rate', 'latency'\], got 'morse'"),
         ({"robustness": "some"}, "robustness must be one of"),
         ({"severities": (0, 1)}, "severities in 1..5"),
         ({"train_images": -1}, r"train_images must be an int >= 0 \(0: all\), got -1"),
@@ -188,6 +189,7 @@ encoder_channels = [4, 8, 8]
 decoder_channels = [8, 4, 4]
 head_pool = 4
 head_hidden = []
+[snn]
 num_steps = 2
 [train]
 epochs = 1
@@ -259,6 +261,15 @@ def test_study_end_to_end_reuses_checkpoints_and_the_main_job(tmp_path, synth_ro
     assert reused["models"]["snn-T2-direct"]["train"]["source"].startswith("main job")
     assert reused["models"]["snn-T2-direct"]["test"] == snn["test"]
     assert reused["models"]["ann"]["train"]["source"] == "trained"
+    # the twin does not depend on T: its main-job checkpoint serves a study of another reference T
+    (runs / "tiny-compare" / "ann").mkdir()
+    shutil.copy(runs / "tiny-compare" / "compare" / "ann" / "checkpoint.pt", runs / "tiny-compare" / "ann")
+    other_t = dataclasses.replace(cfg, snn=cfg.snn.replace(num_steps=1))
+    study_t1 = StudyConfig(num_steps=(1,), codings=(), robustness="none", energy_images=4)
+    moved = run_study(other_t, study_t1, runs, fresh=True, progress=False)
+    assert moved["models"]["ann"]["train"]["source"].startswith("main job")
+    assert moved["models"]["ann"]["test"] == reused["models"]["ann"]["test"]
+    assert moved["models"]["snn-T1-direct"]["train"]["source"] == "trained"
 
 
 def test_cli_compare_prints_the_table_and_writes_the_files(tmp_path, synth_root, synth_config, capsys):

@@ -164,9 +164,9 @@ def test_latency_options_that_cannot_work_raise():
         latency_encode(x, 10, normalize=True)
     with pytest.raises(ValueError, match=r"do not pass tau \(got 5.0\)"):
         latency_encode(x, 10, tau=5.0, linear=True, normalize=True)
-    with pytest.raises(ValueError, match="tau must be > 0, got -1.0"):
+    with pytest.raises(ValueError, match="tau must be a number > 0, got -1.0"):
         latency_encode(x, 10, tau=-1.0)
-    with pytest.raises(ValueError, match=r"threshold must lie in \[0, 1\), got 1.0"):
+    with pytest.raises(ValueError, match=r"threshold must be a number in \[0, 1\), got 1.0"):
         latency_encode(x, 10, threshold=1.0)
 
 
@@ -204,5 +204,5 @@ def test_num_steps_must_be_a_positive_int(encode, num_steps):
 
 
 def test_rate_rejects_negative_gain():
-    with pytest.raises(ValueError, match="gain must be >= 0, got -1.0"):
+    with pytest.raises(ValueError, match="gain must be a number >= 0, got -1.0"):
         rate_encode(torch.zeros(2), 5, gain=-1.0)

@@ -116,7 +116,7 @@ def test_jpeg_is_torchvision_jpeg_on_the_8_bit_image():
     ("kwargs", "match"),
     [
         ({"corruption": "fog", "severity": 1}, "corruption must be one of"),
-        ({"corruption": "jpeg", "severity": 6}, "severity must be an int in 0..5"),
+        ({"corruption": "jpeg", "severity": 6}, r"severity must be an int in \[0, 5\] \(0: clean\), got 6"),
         ({"corruption": "jpeg", "severity": True}, "severity must be an int"),
     ],
 )

@@ -1,16 +1,21 @@
 """Run configurations as data: what to train, on which data, for how long.
 
 A run is described by a TOML file in ``configs/`` (read with Python's ``tomllib``) with
-four tables and three top-level keys::
+up to six tables and three top-level keys::
 
     name = "synthetic-cpu"        # results go to runs/<name>/
     seed = 0
     models = ["snn", "ann"]       # the spiking localizer and/or its ANN twin
 
-    [data]   DataConfig: datasets, splits, selection policy, image size, augmentation
-    [model]  spikelib.models.localizer.LocalizerConfig: the network (shared by the SNN and its twin)
-    [train]  TrainConfig: epochs, batch size, optimizer, schedule, loss, learning rule
-    [ann]    fields of [train] that differ for the ANN twin (empty: the same budget)
+    [data]     DataConfig: datasets, splits, selection policy, image size, augmentation
+    [model]    spikelib.models.localizer.ArchConfig: the architecture the SNN and its twin share
+    [snn]      spikelib.models.localizer.SpikingConfig: what only the SNN has (neurons, input code, T)
+    [train]    TrainConfig: epochs, batch size, optimizer, schedule, loss, learning rule
+    [ann]      fields of [train] that differ for the ANN twin (empty: the same budget)
+    [targets]  Targets: accuracy targets the report checks (optional: none, no check)
+
+The ANN twin depends on ``[model]`` only, so changing ``T`` (``snn.num_steps``) leaves its
+checkpoint usable (``--resume`` reuses it) while the SNN's is refused.
 
 Every table is a frozen dataclass; an unknown key raises :class:`ConfigError` naming the
 key and the keys allowed there, so a typo never silently falls back to a default.
@@ -29,14 +34,16 @@ from typing import Any
 from spikelib.checks import check_choice as _choice
 from spikelib.checks import check_number as _number
 from spikelib.data import default_data_root
-from spikelib.models.localizer import LocalizerConfig
+from spikelib.models.localizer import ARCH_FIELDS, SPIKING_FIELDS, ArchConfig, LocalizerConfig, SpikingConfig
 from spikelib.paths import configs_dir
 from spikelib.training.config import TrainConfig
 
 __all__ = [
     "ConfigError",
     "DataConfig",
+    "Targets",
     "RunConfig",
+    "upgrade_stored_config",
     "load_config",
     "find_config",
     "parse_split",
@@ -52,14 +59,14 @@ class ConfigError(ValueError):
     """A run configuration that cannot be used; the message names the key and the file."""
 
 
-def _check_keys(values: Mapping[str, Any], allowed: list[str], where: str) -> None:
+def _check_keys(values: Mapping[str, Any], allowed: list[str], where: str, hint: str = "") -> None:
     if not isinstance(values, Mapping):
         raise ConfigError(f"{where} must be a table of keys, got {type(values).__name__} {values!r}")
     unknown = sorted(set(values) - set(allowed))
     if unknown:
         raise ConfigError(
             f"unknown key{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} "
-            f"in {where}; allowed: {', '.join(allowed)}"
+            f"in {where}; allowed: {', '.join(allowed)}{hint}"
         )
 
 
@@ -152,6 +159,35 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
+class Targets:
+    """Accuracy targets a run's report checks (the optional ``[targets]`` table).
+
+    A run without the table checks nothing; a target left out is not checked.
+
+    Attributes:
+        snn_miou: the SNN's test mean IoU must reach this ...
+        max_steps: ... with at most this many time steps ``T``.
+        cbmi_small_miou: the small-object mIoU of the CBMI 2021 model; the SNN's must be
+            10 points above it.
+        max_gap: the SNN's test mIoU at most this far below the ANN twin's.
+    """
+
+    snn_miou: float | None = None
+    max_steps: int | None = None
+    cbmi_small_miou: float | None = None
+    max_gap: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("snn_miou", "cbmi_small_miou", "max_gap"):
+            if getattr(self, name) is not None:
+                _number(name, getattr(self, name), 0.0, 1.0)
+        if self.max_steps is not None:
+            _number("max_steps", self.max_steps, 1, integer=True)
+            if self.snn_miou is None:
+                raise ValueError(f"max_steps = {self.max_steps} bounds T of the snn_miou target: give snn_miou too")
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """A whole run: name, seed, which models, data, network and training (one TOML file).
 
@@ -159,17 +195,21 @@ class RunConfig:
         name: run name; results go to ``runs/<name>/``.
         seed: seeds the weights, the data order and the augmentation.
         models: which of "snn" (the spiking localizer) and "ann" (its twin) to train.
-        data, model, train: the ``[data]``, ``[model]`` and ``[train]`` tables.
+        data, model, snn, train: the ``[data]``, ``[model]`` (architecture), ``[snn]``
+            (SNN only) and ``[train]`` tables.
         ann: fields of ``[train]`` that differ for the ANN twin.
+        targets: the ``[targets]`` table, or ``None`` (the report checks none).
     """
 
     name: str = "synthetic-cpu"
     seed: int = 0
     models: tuple[str, ...] = MODEL_KINDS
     data: DataConfig = field(default_factory=DataConfig)
-    model: LocalizerConfig = field(default_factory=LocalizerConfig)
+    model: ArchConfig = field(default_factory=ArchConfig)
+    snn: SpikingConfig = field(default_factory=SpikingConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     ann: dict = field(default_factory=dict)
+    targets: Targets | None = None
 
     def __post_init__(self) -> None:
         if not self.name or not all(c.isalnum() or c in "-_." for c in self.name):
@@ -199,17 +239,27 @@ class RunConfig:
         merged = {**_table(self.train), **self.ann}
         return _from_table(TrainConfig, merged, "[ann] (overrides of [train])")
 
+    def model_config(self, kind: str) -> ArchConfig:
+        """What the model of ``kind`` is built from: the SNN's :class:`LocalizerConfig`
+        (``[model]`` and ``[snn]``), or the twin's :class:`ArchConfig` (``[model]`` alone)."""
+        _choice("kind", kind, MODEL_KINDS)
+        return LocalizerConfig.from_parts(self.model, self.snn) if kind == "snn" else self.model
+
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (lists, not tuples): stored in checkpoints, read back by :meth:`from_dict`."""
-        return {
+        out = {
             "name": self.name,
             "seed": self.seed,
             "models": list(self.models),
             "data": _table(self.data),
             "model": self.model.to_dict(),
+            "snn": self.snn.to_dict(),
             "train": _table(self.train),
             "ann": dict(self.ann),
         }
+        if self.targets is not None:
+            out["targets"] = {k: v for k, v in _table(self.targets).items() if v is not None}
+        return out
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any], where: str = "the run config") -> RunConfig:
@@ -221,17 +271,18 @@ class RunConfig:
         top = [f.name for f in fields(cls)]
         _check_keys(values, top, f"{where} (top level)")
         kwargs: dict[str, Any] = {k: v for k, v in values.items() if k in ("name", "seed", "models", "ann")}
-        if "data" in values:
-            kwargs["data"] = _from_table(DataConfig, values["data"], f"[data] of {where}")
-        if "train" in values:
-            kwargs["train"] = _from_table(TrainConfig, values["train"], f"[train] of {where}")
-        if "model" in values:
-            model = values["model"]
-            _check_keys(model, [f.name for f in fields(LocalizerConfig)], f"[model] of {where}")
-            try:
-                kwargs["model"] = LocalizerConfig.from_dict(dict(model))
-            except (TypeError, ValueError) as err:
-                raise ConfigError(f"[model] of {where}: {err}") from None
+        for key, table in (("data", DataConfig), ("train", TrainConfig), ("targets", Targets)):
+            if key in values:
+                kwargs[key] = _from_table(table, values[key], f"[{key}] of {where}")
+        for key, table in (("model", ArchConfig), ("snn", SpikingConfig)):
+            if key in values:
+                other = "snn" if key == "model" else "model"
+                moved = sorted(set(values[key]) & set(SPIKING_FIELDS if key == "model" else ARCH_FIELDS))
+                hint = f" ({', '.join(moved)} belong{'s' if len(moved) == 1 else ''} in [{other}])" if moved else ""
+                _check_keys(
+                    values[key], list(ARCH_FIELDS if key == "model" else SPIKING_FIELDS), f"[{key}] of {where}", hint
+                )
+                kwargs[key] = _from_table(table, values[key], f"[{key}] of {where}")
         if "ann" in values:
             _check_keys(values["ann"], [f.name for f in fields(TrainConfig)], f"[ann] of {where}")
         try:
@@ -240,6 +291,21 @@ class RunConfig:
             raise ConfigError(f"{where}: {err}") from None
         except (TypeError, ValueError) as err:
             raise ConfigError(f"{where}: {err}") from None
+
+
+def upgrade_stored_config(values: Mapping[str, Any]) -> dict[str, Any]:
+    """A run config stored by a spikelib that kept the SNN-only keys in ``[model]``, in today's layout.
+
+    Checkpoints written before ``[snn]`` was split from ``[model]`` store one flat
+    ``model`` table; this moves its :data:`~spikelib.models.localizer.SPIKING_FIELDS` to
+    ``snn``. A config already in today's layout is returned as a copy.
+    """
+    out = dict(values)
+    model = dict(out.get("model", {}))
+    if "snn" not in out and set(model) & set(SPIKING_FIELDS):
+        out["snn"] = {k: model.pop(k) for k in SPIKING_FIELDS if k in model}
+        out["model"] = model
+    return out
 
 
 def _table(obj: Any) -> dict[str, Any]:

@@ -40,7 +40,7 @@ import torch
 from torch.utils.data import ConcatDataset, Dataset, Subset
 
 from spikelib.app import report
-from spikelib.app.config import ConfigError, DataConfig, RunConfig, parse_split
+from spikelib.app.config import ConfigError, DataConfig, RunConfig, parse_split, upgrade_stored_config
 from spikelib.data import VOCLocalization, ensure_synthetic
 from spikelib.data.datasets import dataset_classes
 from spikelib.data.voc import VOC_YEARS
@@ -68,6 +68,10 @@ __all__ = [
     "default_runs_dir",
     "build_model",
     "build_rule",
+    "prepare_runtime",
+    "run_data",
+    "TrainedModel",
+    "train_variant",
     "run_job",
     "load_trained",
     "evaluate_checkpoint",
@@ -189,11 +193,10 @@ def _without_augmentation(part: Any) -> Any:
 
 
 def build_model(kind: str, cfg: RunConfig) -> torch.nn.Module:
-    """The spiking localizer (``"snn"``) or its ANN twin (``"ann"``) of ``cfg.model``."""
+    """The spiking localizer (``"snn"``: ``[model]`` and ``[snn]``) or its ANN twin (``"ann"``: ``[model]``)."""
 
-    if kind not in ("snn", "ann"):
-        raise ValueError(f"kind must be 'snn' or 'ann', got {kind!r}")
-    return build_localizer(cfg.model) if kind == "snn" else build_ann_twin(cfg.model)
+    model_cfg = cfg.model_config(kind)  # raises on another kind
+    return build_localizer(model_cfg) if kind == "snn" else build_ann_twin(model_cfg)
 
 
 def build_rule(kind: str, cfg: RunConfig) -> Any:
@@ -216,6 +219,118 @@ def _check_run_dir(run_dir: Path, kinds: Sequence[str], resume: bool, fresh: boo
         for kind in kinds:
             shutil.rmtree(run_dir / kind, ignore_errors=True)
     barrier(info)
+
+
+def prepare_runtime(cfg: RunConfig, info: DistInfo = DistInfo()) -> torch.device:
+    """Set torch's thread count (``train.num_threads``) and, on a CPU, the allocator; return the device."""
+    if cfg.train.num_threads:
+        torch.set_num_threads(cfg.train.num_threads)
+    device = resolve_device(cfg.train.device, info)
+    if device.type == "cpu":  # keep freed activations in the process between steps
+        configure_cpu_allocator()
+    return device
+
+
+def run_data(cfg: RunConfig, progress: bool = True) -> Splits:
+    """:func:`build_data` of ``cfg.data``, checked against ``model.num_classes``.
+
+    Raises:
+        ConfigError: the model's ``num_classes`` does not match the data.
+    """
+    splits = build_data(cfg.data, cfg.seed, progress=progress)
+    if len(splits.classes) != cfg.model.num_classes:
+        raise ConfigError(
+            f"model.num_classes = {cfg.model.num_classes} but the data has {len(splits.classes)} "
+            f"classes ({', '.join(splits.classes)}); set model.num_classes = {len(splits.classes)}"
+        )
+    return splits
+
+
+class TrainedModel(NamedTuple):
+    """A model of a run after :func:`train_variant`.
+
+    Attributes:
+        model: the trained network, on the training device.
+        history: one metrics record per epoch (restored ones included).
+        source: "trained", "resumed after epoch N", "checkpoint" (finished, only loaded)
+            or "reused" (another run's finished checkpoint, see :func:`train_variant`'s ``reuse``).
+    """
+
+    model: torch.nn.Module
+    history: list[dict[str, Any]]
+    source: str
+
+
+def train_variant(
+    kind: str,
+    cfg: RunConfig,
+    train_set: Dataset,
+    val_set: Dataset | None,
+    run_dir: Path | None,
+    *,
+    resume: bool = False,
+    device: torch.device | None = None,
+    reuse: Path | None = None,
+    progress: bool = True,
+    callbacks: Sequence[Callable[[dict], None]] = (),
+    info: DistInfo = DistInfo(),
+) -> TrainedModel:
+    """Build the model of ``kind`` from ``cfg`` (after seeding) and train it, or load it.
+
+    The one place the job and the study train a model: seed with ``cfg.seed``, build
+    (:func:`build_model`), then either load ``reuse`` (a finished checkpoint of another
+    run, when ``run_dir`` has none) or :func:`~spikelib.training.trainer.fit` with
+    ``cfg``'s learning rule and budget, saving to ``run_dir``.
+
+    Args:
+        kind: "snn" or "ann".
+        cfg: the run configuration of this model.
+        train_set, val_set: the data (``val_set`` ``None``: no per-epoch validation).
+        run_dir: where its ``checkpoint.pt`` and ``metrics.jsonl`` go (``None``: keep nothing).
+        resume: continue (or only load, if finished) ``run_dir``'s checkpoint.
+        device: where to train (default: ``train.device`` resolved).
+        reuse: a checkpoint to load instead of training, already checked by the caller
+            (see :func:`load_trained` for the checks).
+        progress: progress bars.
+        callbacks: each called with every epoch's record.
+        info: this process's place in a multi-process run.
+
+    Returns:
+        TrainedModel: the model, its history and where it came from.
+
+    Raises:
+        TrainingDiverged, CheckpointError: see :func:`spikelib.training.trainer.fit`.
+    """
+    seed_everything(cfg.seed)
+    model = build_model(kind, cfg)
+    checkpoint = run_dir / CHECKPOINT if run_dir is not None else None
+    found = checkpoint is not None and checkpoint.is_file()
+    if reuse is not None and not found:
+        state = load_checkpoint(reuse)
+        model.load_state_dict(state["model"])
+        return TrainedModel(
+            model.to(device or resolve_device(cfg.train.device, info)), list(state["history"]), "reused"
+        )
+    done = int(load_checkpoint(checkpoint)["epoch"]) if resume and found else 0
+    history = fit(
+        model,
+        build_rule(kind, cfg),
+        train_set,
+        val_set,
+        cfg.train_config(kind),
+        kind=kind,
+        seed=cfg.seed,
+        run_dir=run_dir,
+        resume=resume,
+        run_config=cfg.to_dict(),
+        callbacks=callbacks,
+        progress=progress,
+        device=device,
+        info=info,
+    )
+    epochs = cfg.train_config(kind).epochs
+    source = "checkpoint" if done >= epochs else f"resumed after epoch {done}" if done else "trained"
+    return TrainedModel(model, history, source)
 
 
 def run_job(
@@ -258,41 +373,27 @@ def run_job(
     info = init_distributed("cuda" if want_cuda else "cpu")
     try:
         _check_run_dir(run_dir, cfg.models, resume, fresh, info)
-        if cfg.train.num_threads:
-            torch.set_num_threads(cfg.train.num_threads)
-        device = resolve_device(cfg.train.device, info)
-        if device.type == "cpu":
-            configure_cpu_allocator()
-        splits = build_data(cfg.data, cfg.seed, progress=progress and info.is_main)
-        if len(splits.classes) != cfg.model.num_classes:
-            raise ConfigError(
-                f"model.num_classes = {cfg.model.num_classes} but the data has {len(splits.classes)} "
-                f"classes ({', '.join(splits.classes)}); set model.num_classes = {len(splits.classes)}"
-            )
+        device = prepare_runtime(cfg, info)
+        splits = run_data(cfg, progress=progress and info.is_main)
         if info.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)
             (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n", encoding="utf-8")
         results: dict[str, Any] = {}
         for kind in cfg.models:
-            seed_everything(cfg.seed)
-            model, rule, tcfg = build_model(kind, cfg), build_rule(kind, cfg), cfg.train_config(kind)
             hooks = [lambda record, kind=kind: [cb(kind, record) for cb in callbacks]]
-            history = fit(
-                model,
-                rule,
+            model, history, _ = train_variant(
+                kind,
+                cfg,
                 splits.train,
                 splits.val,
-                tcfg,
-                kind=kind,
-                seed=cfg.seed,
-                run_dir=run_dir / kind,
+                run_dir / kind,
                 resume=resume,
-                run_config=cfg.to_dict(),
-                callbacks=hooks,
-                progress=progress and info.is_main,
                 device=device,
+                progress=progress and info.is_main,
+                callbacks=hooks,
                 info=info,
             )
+            tcfg = cfg.train_config(kind)
             drift = max_replica_difference(model, info)
             if drift > 0:
                 raise RuntimeError(f"the {kind} replicas differ after training (max |difference| = {drift:.3g})")
@@ -336,8 +437,10 @@ def load_trained(
 
     Args:
         checkpoint: a ``checkpoint.pt`` written by :func:`spikelib.training.trainer.fit`.
-        cfg: if given, its ``[model]`` must be the checkpoint's (and the returned config is
-            ``cfg``); default: the run configuration stored in the checkpoint.
+        cfg: if given, what its model of the checkpoint's kind is built from (``[model]``
+            for the twin, ``[model]`` and ``[snn]`` for the SNN) must be the checkpoint's,
+            and the returned config is ``cfg``; default: the run configuration stored in
+            the checkpoint (one written before ``[snn]`` was split from ``[model]`` too).
         kind: if given, the checkpoint must hold this kind of model ("snn" or "ann").
 
     Returns:
@@ -350,8 +453,9 @@ def load_trained(
 
     state = load_checkpoint(checkpoint)
     if cfg is None:
-        cfg = RunConfig.from_dict(state["config"], where=f"the config stored in {checkpoint}")
-    check_compatible(state, kind or state["kind"], cfg.model.to_dict(), checkpoint)
+        stored = upgrade_stored_config(state["config"])
+        cfg = RunConfig.from_dict(stored, where=f"the config stored in {checkpoint}")
+    check_compatible(state, kind or state["kind"], cfg.model_config(state["kind"]).to_dict(), checkpoint)
     model = build_model(state["kind"], cfg)
     model.load_state_dict(state["model"])
     return model, state, cfg

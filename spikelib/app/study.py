@@ -27,6 +27,7 @@ What is measured, per model:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -50,17 +51,18 @@ from spikelib.app.compare_table import (
     table_markdown,
     write_study,
 )
-from spikelib.app.job import build_data, build_model, build_rule, default_runs_dir
+from spikelib.app.config import RunConfig
+from spikelib.app.job import default_runs_dir, load_trained, prepare_runtime, run_data, train_variant
+from spikelib.checks import check_choice, check_int_tuple, check_number
 from spikelib.eval.energy import energy_per_image, spike_rates_per_step
 from spikelib.eval.evaluate import evaluate
 from spikelib.eval.latency import first_good_step, latency_curve, predictions_per_step
 from spikelib.eval.robustness import CORRUPTIONS, NUM_SEVERITIES, _check_corruption, robustness_sweep
-from spikelib.models.localizer import CODINGS, Prediction
-from spikelib.runtime.device import resolve_device, seed_everything
-from spikelib.snn.engine import configure_cpu_allocator
+from spikelib.models.localizer import ArchConfig, LocalizerConfig, Prediction
+from spikelib.snn.encoding import CODINGS
 from spikelib.snn.neurons import LIF
 from spikelib.training.checkpoint import CheckpointError, check_compatible, load_checkpoint
-from spikelib.training.trainer import CHECKPOINT, fit
+from spikelib.training.trainer import CHECKPOINT
 
 __all__ = [
     "StudyConfig",
@@ -68,6 +70,7 @@ __all__ = [
     "MeanBoxBaseline",
     "study_variants",
     "variant_from_name",
+    "variant_config",
     "load_study_model",
     "predictions_per_step",
     "latency_curve",
@@ -125,11 +128,9 @@ class StudyConfig:
 
         for name in ("num_steps", "codings", "corruptions", "severities"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
-        if any(isinstance(t, bool) or not isinstance(t, int) or t < 1 for t in self.num_steps):
-            raise ValueError(f"num_steps must be ints >= 1, got {self.num_steps}")
-        for coding in self.codings:
-            if coding not in CODINGS:
-                raise ValueError(f"codings must be among {list(CODINGS)}, got {coding!r}")
+        check_int_tuple("num_steps", self.num_steps)
+        for i, coding in enumerate(self.codings):
+            check_choice(f"codings[{i}]", coding, CODINGS)
         for corruption in self.corruptions:
             for severity in self.severities:
                 _check_corruption(corruption, severity)
@@ -138,18 +139,11 @@ class StudyConfig:
                 f"num_steps and severities must be non-empty, severities in 1..5; got num_steps="
                 f"{self.num_steps}, severities={self.severities}"
             )
-        if self.robustness not in ROBUSTNESS_CHOICES:
-            raise ValueError(f"robustness must be one of {list(ROBUSTNESS_CHOICES)}, got {self.robustness!r}")
-        for name, low in (
-            ("coding_steps", 1),
-            ("energy_images", 1),
-            ("batch_size", 1),
-            ("train_images", 0),
-            ("test_images", 0),
-        ):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{name} must be an int >= {low}{' (0: all)' if low == 0 else ''}, got {value!r}")
+        check_choice("robustness", self.robustness, ROBUSTNESS_CHOICES)
+        for name in ("coding_steps", "energy_images", "batch_size"):
+            check_number(name, getattr(self, name), 1, integer=True)
+        for name in ("train_images", "test_images"):
+            check_number(name, getattr(self, name), 0, integer=True, note="(0: all)")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> StudyConfig:
@@ -162,14 +156,18 @@ class StudyConfig:
 
 
 class Variant(NamedTuple):
-    """One model of the study: its folder name, kind ("snn"/"ann") and model configuration."""
+    """One model of the study: its folder name, kind ("snn"/"ann") and what it is built from.
+
+    ``model`` is the SNN's :class:`~spikelib.models.localizer.LocalizerConfig` or the
+    twin's :class:`~spikelib.models.localizer.ArchConfig`.
+    """
 
     name: str
     kind: str
-    model: Any  # LocalizerConfig
+    model: ArchConfig
 
 
-def study_variants(model_cfg: Any, study: StudyConfig) -> list[Variant]:
+def study_variants(model_cfg: LocalizerConfig, study: StudyConfig) -> list[Variant]:
     """The models to compare: the ANN twin, the SNN at every T, the SNN with every other code.
 
     The reference SNN (``model_cfg``'s own T and code) is always included. Names read
@@ -178,13 +176,13 @@ def study_variants(model_cfg: Any, study: StudyConfig) -> list[Variant]:
     base = model_cfg.coding
     wanted = [(t, base) for t in sorted({*study.num_steps, model_cfg.num_steps})]
     wanted += [(study.coding_steps, c) for c in study.codings if c != base]
-    variants = [Variant("ann", "ann", model_cfg)]
+    variants = [Variant("ann", "ann", model_cfg.arch)]
     for steps, coding in dict.fromkeys(wanted):
         variants.append(Variant(f"snn-T{steps}-{coding}", "snn", model_cfg.replace(num_steps=steps, coding=coding)))
     return variants
 
 
-def variant_from_name(model_cfg: Any, name: str) -> Variant:
+def variant_from_name(model_cfg: LocalizerConfig, name: str) -> Variant:
     """The :class:`Variant` a study name stands for: ``"ann"`` or ``"snn-T<T>-<coding>"``.
 
     Raises:
@@ -196,7 +194,7 @@ def variant_from_name(model_cfg: Any, name: str) -> Variant:
         8
     """
     if name == "ann":
-        return Variant("ann", "ann", model_cfg)
+        return Variant("ann", "ann", model_cfg.arch)
     kind, steps, coding = (name.split("-", 2) + ["", ""])[:3]
     if kind != "snn" or not steps.startswith("T") or not steps[1:].isdigit() or not coding:
         raise ValueError(
@@ -205,7 +203,14 @@ def variant_from_name(model_cfg: Any, name: str) -> Variant:
     return Variant(name, "snn", model_cfg.replace(num_steps=int(steps[1:]), coding=coding))
 
 
-def load_study_model(cfg: Any, name: str, runs_dir: str | Path | None = None) -> nn.Module:
+def variant_config(cfg: RunConfig, variant: Variant) -> RunConfig:
+    """The run configuration of one model of the study: ``cfg`` with the variant's ``[snn]``."""
+    if not isinstance(variant.model, LocalizerConfig):
+        return cfg
+    return dataclasses.replace(cfg, snn=variant.model.spiking)
+
+
+def load_study_model(cfg: RunConfig, name: str, runs_dir: str | Path | None = None) -> nn.Module:
     """A trained model of a study, on the CPU, in eval mode: its checkpoint, or the main job's.
 
     Args:
@@ -215,20 +220,21 @@ def load_study_model(cfg: Any, name: str, runs_dir: str | Path | None = None) ->
 
     Raises:
         FileNotFoundError: no checkpoint for it (run the study first).
-        CheckpointError: a checkpoint of another model configuration.
+        CheckpointError: a checkpoint of the study of another model configuration.
     """
 
-    variant = variant_from_name(cfg.model, name)
+    variant = variant_from_name(cfg.model_config("snn"), name)
+    variant_cfg = variant_config(cfg, variant)
     run_root = Path(runs_dir or default_runs_dir()) / cfg.name
-    for path in (run_root / "compare" / name / CHECKPOINT, run_root / variant.kind / CHECKPOINT):
-        if path.is_file():
-            state = load_checkpoint(path)
-            if path.parent.name == name or state["model_config"] == variant.model.to_dict():
-                check_compatible(state, variant.kind, variant.model.to_dict(), path)
-                variant_cfg = type(cfg).from_dict({**cfg.to_dict(), "model": variant.model.to_dict()})
-                model = build_model(variant.kind, variant_cfg)
-                model.load_state_dict(state["model"])
-                return model.eval()
+    own = run_root / "compare" / name / CHECKPOINT
+    if own.is_file():
+        return load_trained(own, variant_cfg, variant.kind)[0].eval()
+    main = run_root / variant.kind / CHECKPOINT
+    if main.is_file():
+        try:
+            return load_trained(main, variant_cfg, variant.kind)[0].eval()
+        except CheckpointError:  # the main job trained another T or code
+            pass
     raise FileNotFoundError(
         f"no checkpoint of {name!r} under {run_root}; run the study first "
         f"(spikelib.app.study.run_study or `python -m spikelib compare`)"
@@ -328,9 +334,7 @@ def _first(dataset: Dataset, count: int) -> Dataset:
     return dataset if count <= 0 or count >= len(dataset) else Subset(dataset, range(count))
 
 
-def _main_job_checkpoint(
-    run_root: Path, variant: Variant, run_dict: dict[str, Any], epochs: int, study: StudyConfig
-) -> Path | None:
+def _main_job_checkpoint(run_root: Path, variant: Variant, variant_cfg: RunConfig, study: StudyConfig) -> Path | None:
     """``runs/<name>/<kind>/checkpoint.pt`` of the main job if it is this variant, finished, on all data."""
 
     path = run_root / variant.kind / CHECKPOINT
@@ -338,10 +342,10 @@ def _main_job_checkpoint(
         return None
     try:
         state = load_checkpoint(path)
-        check_compatible(state, variant.kind, variant.model.to_dict(), path, run_dict)
+        check_compatible(state, variant.kind, variant.model.to_dict(), path, variant_cfg.to_dict())
     except CheckpointError:
         return None
-    return path if int(state["epoch"]) >= epochs else None
+    return path if int(state["epoch"]) >= variant_cfg.train_config(variant.kind).epochs else None
 
 
 def _check_study_folder(folder: Path, study: StudyConfig) -> None:
@@ -357,7 +361,7 @@ def _check_study_folder(folder: Path, study: StudyConfig) -> None:
 
 def _train_or_load(
     variant: Variant,
-    cfg: Any,
+    cfg: RunConfig,
     study: StudyConfig,
     train_set: Dataset,
     folder: Path,
@@ -365,48 +369,22 @@ def _train_or_load(
     device: torch.device,
     progress: bool,
 ) -> tuple[nn.Module, dict[str, Any]]:
+    """Train one model of the study as the main job trains its models (:func:`~spikelib.app.job.train_variant`)."""
 
-    variant_cfg = type(cfg).from_dict({**cfg.to_dict(), "model": variant.model.to_dict()})
-    tcfg = variant_cfg.train_config(variant.kind)
-    run_dict = variant_cfg.to_dict()
-    seed_everything(cfg.seed)
-    model = build_model(variant.kind, variant_cfg)
-    main = _main_job_checkpoint(run_root, variant, run_dict, tcfg.epochs, study)
-    if main is not None and not (folder / CHECKPOINT).is_file():
-        state = load_checkpoint(main)
-        model.load_state_dict(state["model"])
-        return model.to(device), {
-            "source": f"main job ({main})",
-            "epochs": int(state["epoch"]),
-            "train_seconds": sum(r.get("seconds", 0.0) for r in state["history"]),
-        }
-    done = 0
-    if (folder / CHECKPOINT).is_file():
-        done = int(load_checkpoint(folder / CHECKPOINT)["epoch"])
-    history = fit(
-        model,
-        build_rule(variant.kind, variant_cfg),
-        train_set,
-        None,
-        tcfg,
-        kind=variant.kind,
-        seed=cfg.seed,
-        run_dir=folder,
-        resume=True,
-        run_config=run_dict,
-        progress=progress,
-        device=device,
+    variant_cfg = variant_config(cfg, variant)
+    main = _main_job_checkpoint(run_root, variant, variant_cfg, study)
+    trained = train_variant(
+        variant.kind, variant_cfg, train_set, None, folder, resume=True, device=device, reuse=main, progress=progress
     )
-    source = "checkpoint" if done >= tcfg.epochs else f"resumed after epoch {done}" if done else "trained"
-    return model, {
-        "source": source,
-        "epochs": len(history),
-        "train_seconds": sum(r.get("seconds", 0.0) for r in history),
+    return trained.model, {
+        "source": f"main job ({main})" if trained.source == "reused" else trained.source,
+        "epochs": len(trained.history),
+        "train_seconds": sum(r.get("seconds", 0.0) for r in trained.history),
     }
 
 
 def run_study(
-    cfg: Any,
+    cfg: RunConfig,
     study: StudyConfig = StudyConfig(),
     runs_dir: str | Path | None = None,
     *,
@@ -454,17 +432,13 @@ def run_study(
     if fresh and folder.is_dir():
         shutil.rmtree(folder)
     _check_study_folder(folder, study)
-    device = resolve_device(cfg.train.device)
-    if cfg.train.num_threads:
-        torch.set_num_threads(cfg.train.num_threads)
-    if device.type == "cpu":  # as the main job does: keep freed activations in the process between steps
-        configure_cpu_allocator()
-    splits = build_data(cfg.data, cfg.seed, progress=progress)
+    device = prepare_runtime(cfg)
+    splits = run_data(cfg, progress=progress)
     train_set = _first(splits.train, study.train_images)
     test_set = _first(splits.test, study.test_images)
     energy_set = _first(test_set, study.energy_images)
-    variants = study_variants(cfg.model, study)
-    reference = f"snn-T{cfg.model.num_steps}-{cfg.model.coding}"
+    variants = study_variants(cfg.model_config("snn"), study)
+    reference = f"snn-T{cfg.snn.num_steps}-{cfg.snn.coding}"
     say(f"study {cfg.name}: {len(variants)} models, {len(train_set)} training / {len(test_set)} test images")
     models: dict[str, nn.Module] = {}
     results: dict[str, dict[str, Any]] = {}

@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
+from spikelib.checks import check_number
+
 __all__ = ["DIGITS_NUM_CLASSES", "DIGITS_IMAGE_SHAPE", "load_digits_tensors", "load_digits_split"]
 
 DIGITS_NUM_CLASSES = 10
@@ -65,8 +67,7 @@ def load_digits_split(test_fraction: float = 0.2, seed: int = 0) -> tuple[Tensor
     """
     from sklearn.model_selection import train_test_split  # lazy: as load_digits above
 
-    if not isinstance(test_fraction, (int, float)) or not 0.0 < float(test_fraction) < 1.0:
-        raise ValueError(f"test_fraction must be a number strictly between 0 and 1, got {test_fraction!r}")
+    check_number("test_fraction", test_fraction, 0.0, 1.0, low_open=True, high_open=True)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise TypeError(f"seed must be an int, got {seed!r} ({type(seed).__name__})")
     images, labels = load_digits_tensors()

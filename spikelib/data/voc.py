@@ -48,6 +48,8 @@ from torchvision.datasets.voc import DATASET_YEAR_DICT
 from torchvision.transforms.v2 import functional as F
 from tqdm.auto import tqdm
 
+from spikelib.checks import check_choice
+
 try:  # the same parser torchvision uses
     from defusedxml.ElementTree import ParseError
     from defusedxml.ElementTree import parse as parse_xml
@@ -269,8 +271,7 @@ class VOCLocalization(Dataset):
         jitter: float = 0.1,
         seed: int = 0,
     ) -> None:
-        if policy not in POLICIES:
-            raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
+        check_choice("policy", policy, POLICIES)
         if bad_samples not in ("raise", "skip"):
             raise ValueError(f"bad_samples must be 'raise' or 'skip', got {bad_samples!r}")
         size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)

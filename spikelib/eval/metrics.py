@@ -25,6 +25,8 @@ import torch
 from torch import Tensor
 from torchvision.ops import box_area, box_iou
 
+from spikelib.checks import check_choice
+
 AP_METHODS = ("all_points", "11_points")
 
 
@@ -260,8 +262,7 @@ def average_precision(recall: Tensor, precision: Tensor, method: str = "all_poin
     Raises:
         ValueError: on an unknown method or an invalid curve.
     """
-    if method not in AP_METHODS:
-        raise ValueError(f"method must be one of {AP_METHODS}, got {method!r}")
+    check_choice("method", method, AP_METHODS)
     if method == "11_points":
         return float(eleven_point_precisions(recall, precision).mean())
     envelope = interpolated_precision(recall, precision)
@@ -422,8 +423,7 @@ def voc_ap_per_class(
         dict[int, ClassAP]: class -> AP and curve. A class without detections has AP 0;
         a class without non-difficult ground truth has AP nan (recall is undefined).
     """
-    if method not in AP_METHODS:
-        raise ValueError(f"method must be one of {AP_METHODS}, got {method!r}")
+    check_choice("method", method, AP_METHODS)
     _check_threshold(iou_threshold)
     _check_image_lists(detections, ground_truths)
     for name, entries in (("detections", detections), ("ground_truths", ground_truths)):

@@ -49,6 +49,7 @@ import torchvision.transforms.v2.functional as TF
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
+from spikelib.checks import check_choice, check_number
 from spikelib.data.datasets import dataset_classes, dataset_ground_truth
 from spikelib.eval.evaluate import evaluate
 
@@ -79,10 +80,8 @@ BLUR_REFERENCE_SIDE = 64
 
 
 def _check_corruption(corruption: str, severity: int) -> None:
-    if corruption not in CORRUPTIONS:
-        raise ValueError(f"corruption must be one of {list(CORRUPTIONS)}, got {corruption!r}")
-    if isinstance(severity, bool) or not isinstance(severity, int) or not 0 <= severity <= NUM_SEVERITIES:
-        raise ValueError(f"severity must be an int in 0..{NUM_SEVERITIES} (0: clean), got {severity!r}")
+    check_choice("corruption", corruption, CORRUPTIONS)
+    check_number("severity", severity, 0, NUM_SEVERITIES, integer=True, note="(0: clean)")
 
 
 def _gaussian_noise(images: Tensor, sigma: float, generator: torch.Generator | None) -> Tensor:

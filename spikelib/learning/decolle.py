@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from spikelib.checks import check_number
 from spikelib.learning.base import check_finite_loss
 from spikelib.learning.bptt import check_loss_kwargs
 from spikelib.learning.losses import localization_loss
@@ -186,16 +187,13 @@ class DECOLLE:
         rate_weight: float = 1.0,
         **loss_kwargs: Any,
     ) -> None:
-        if isinstance(readout_scale, bool) or not isinstance(readout_scale, (int, float)) or not readout_scale > 0:
-            raise ValueError(f"readout_scale must be a number > 0, got {readout_scale!r}")
+        check_number("readout_scale", readout_scale, 0.0, low_open=True)
         for name, value in (("readout_pool", readout_pool), ("burn_in", burn_in)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+            check_number(name, value, 0, integer=True)
         self.readout_scale, self.readout_pool, self.burn_in = float(readout_scale), readout_pool, burn_in
         self.online, self.seed = bool(online), seed
         for name, value in (("rate_floor", rate_floor), ("rate_weight", rate_weight)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-                raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+            check_number(name, value, 0.0)
         self.rate_floor, self.rate_weight = float(rate_floor), float(rate_weight)
         self.loss_kwargs = check_loss_kwargs(loss_kwargs)
         self.readouts = nn.ModuleDict()
@@ -246,13 +244,13 @@ class DECOLLE:
                 nor ``"last"`` (the head learns online from spikes here).
             NonFiniteLossError: NaN or infinite loss.
         """
+        readouts = self.readouts_for(model)  # first: refuses the twin, whose config has no readout
         cfg = model.config
         if cfg.readout not in ("mean", "last"):
             raise ValueError(
                 f"DECOLLE trains the head on the last layer's spikes, so the model's readout "
                 f"must be 'mean' or 'last', got readout={cfg.readout!r}"
             )
-        readouts = self.readouts_for(model)
         if self.burn_in >= cfg.num_steps:
             raise ValueError(f"burn_in={self.burn_in} leaves no step to learn from at num_steps={cfg.num_steps}")
         model.train()

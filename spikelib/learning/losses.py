@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.ops import box_iou, complete_box_iou_loss, distance_box_iou_loss, generalized_box_iou_loss
 
+from spikelib.checks import check_choice, check_number
 from spikelib.models.localizer import Prediction
 
 __all__ = ["BOX_LOSSES", "box_regression_loss", "localization_loss"]
@@ -76,14 +77,12 @@ def box_regression_loss(
     Raises:
         ValueError: unknown ``box_loss``, bad shapes, or ``smooth_l1_beta <= 0``.
     """
-    if box_loss not in BOX_LOSSES:
-        raise ValueError(f"box_loss must be one of {list(BOX_LOSSES)}, got {box_loss!r}")
+    check_choice("box_loss", box_loss, BOX_LOSSES)
     _check_boxes(pred_boxes, "pred_boxes")
     _check_boxes(true_boxes, "true_boxes")
     if pred_boxes.shape != true_boxes.shape:
         raise ValueError(f"pred_boxes {tuple(pred_boxes.shape)} and true_boxes {tuple(true_boxes.shape)} differ")
-    if not smooth_l1_beta > 0:
-        raise ValueError(f"smooth_l1_beta must be > 0, got {smooth_l1_beta!r}")
+    check_number("smooth_l1_beta", smooth_l1_beta, 0.0, low_open=True)
     true_boxes = true_boxes.to(pred_boxes.dtype)
     loss = pred_boxes.new_zeros(())
     if box_loss in ("smooth_l1", "smooth_l1+giou"):
@@ -124,8 +123,7 @@ def localization_loss(
         or "label".
     """
     for name, value in (("box_weight", box_weight), ("class_weight", class_weight)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-            raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+        check_number(name, value, 0.0)
     for key in ("box", "label"):
         if key not in target:
             raise KeyError(f"target must hold {key!r} (a batch from VOCLocalization), got keys {sorted(target)}")

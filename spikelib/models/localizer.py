@@ -9,23 +9,25 @@ time. No state survives a call: each sequence starts from rest.
   surrogate gradients to learn (notebook 03, 8x8 digits).
 * :class:`SpikingLocalizer`: the spiking pyramid encoder-decoder of Barchid, Mennesson &
   Djeraba (CBMI 2021) with a head that predicts a class and a box (notebook 05), and
-  :class:`AnnLocalizer`, its ANN twin (ReLU, no time), both built from one
-  :class:`LocalizerConfig`. Unlike the MLP, they take images ``[B, C, H, W]``, encode them
+  :class:`AnnLocalizer`, its ANN twin (ReLU, no time). Both share one
+  :class:`ArchConfig`; the SNN adds a :class:`SpikingConfig` (neurons, input code, ``T``),
+  the two together a :class:`LocalizerConfig`. Unlike the MLP, they take images ``[B, C, H, W]``, encode them
   into ``[T, B, C, H, W]`` themselves, and return a :class:`Prediction`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from spikelib.snn.encoding import direct_encode, latency_encode, rate_encode
+from spikelib.checks import check_choice, check_int_tuple, check_number
+from spikelib.snn.encoding import CODINGS, direct_encode, latency_encode, rate_encode
 from spikelib.snn.engine import lif_seq_fused
 from spikelib.snn.layers import ConvBlock, SpikingConvBlock, TimeDistributed
 from spikelib.snn.neurons import LIFParams, LIFState, check_lif_params, leaky_integrate_seq
@@ -38,7 +40,11 @@ __all__ = [
     "NORMS",
     "PRESETS",
     "Prediction",
+    "ArchConfig",
+    "SpikingConfig",
     "LocalizerConfig",
+    "ARCH_FIELDS",
+    "SPIKING_FIELDS",
     "LocalizerRecord",
     "decode_boxes",
     "preset",
@@ -58,10 +64,11 @@ __all__ = [
 BOX_PARAMS: tuple[str, ...] = ("cxcywh", "xyxy")
 #: How the spiking output is read over time (see :meth:`SpikingLocalizer.readout_seq`).
 READOUTS: tuple[str, ...] = ("mean", "last", "membrane")
-#: Normalisation after every convolution (see :class:`LocalizerConfig` ``norm``).
+#: Normalisation after every convolution (see :class:`ArchConfig` ``norm``).
 NORMS: tuple[str, ...] = ("none", "batch")
-#: Input codes (see :mod:`spikelib.snn.encoding`).
-CODINGS: tuple[str, ...] = ("direct", "rate", "latency")
+
+
+_T = TypeVar("_T")
 
 
 class Prediction(NamedTuple):
@@ -100,8 +107,7 @@ def decode_boxes(raw: Tensor, box_param: str = "cxcywh") -> Tensor:
     Returns:
         Tensor[B, 4]: normalized xyxy boxes.
     """
-    if box_param not in BOX_PARAMS:
-        raise ValueError(f"box_param must be one of {list(BOX_PARAMS)}, got {box_param!r}")
+    check_choice("box_param", box_param, BOX_PARAMS)
     if raw.ndim != 2 or raw.shape[1] != 4:
         raise ValueError(f"raw must be [B, 4], got {tuple(raw.shape)}")
     unit = torch.sigmoid(raw)
@@ -112,27 +118,41 @@ def decode_boxes(raw: Tensor, box_param: str = "cxcywh") -> Tensor:
     return torch.cat([low, high], dim=1)
 
 
-def _int_tuple(name: str, value: Any, length: int | None = None) -> tuple[int, ...]:
-    items = tuple(value) if isinstance(value, (list, tuple)) else (value,)
-    if not items or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in items):
-        raise ValueError(f"{name} must be a non-empty sequence of ints >= 1, got {value!r}")
-    if length is not None and len(items) != length:
-        raise ValueError(f"{name} must have {length} entries (one per level), got {len(items)}: {value!r}")
-    return items
+class _Table:
+    """``from_dict``, ``to_dict`` and ``replace`` of the frozen config dataclasses below."""
+
+    @classmethod
+    def from_dict(cls: type[_T], values: Mapping[str, Any]) -> _T:
+        """Build a config from a dict (e.g. a TOML table); unknown keys raise ``ValueError``."""
+        known = [f.name for f in fields(cls)]  # type: ignore[arg-type]
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} key(s) {unknown}; allowed: {', '.join(known)}")
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as a plain dict (tuples become lists), ``from_dict``'s inverse."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}  # type: ignore[call-overload]
+
+    def replace(self: _T, **changes: Any) -> _T:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
 
 
 @dataclass(frozen=True)
-class LocalizerConfig:
-    r"""Every knob of a localizer, as data. Defaults: the Barchid et al. (2021) topology.
+class ArchConfig(_Table):
+    r"""The architecture of a localizer: what the spiking model and its ANN twin share.
 
-    The network has ``L = len(encoder_channels)`` levels. The encoder runs conv + LIF at
-    each level with a 2x2 max-pool between levels (so the map shrinks by :math:`2^{L-1}`);
-    the decoder runs conv + LIF at the bottom level, then at each level up a x2 nearest
-    upsample, the encoder spikes of that level added (``skip``), conv + LIF. For
-    ``L = 3`` and 64x64 input: 32@64 -> 64@32 -> 128@16 | 64@16 -> 32@32 -> 16@64
-    (channels@size). The head flattens the last decoder map (after an optional average
-    pool to ``head_pool`` x ``head_pool``) and maps it through linear layers to
-    ``num_classes`` logits and 4 box outputs.
+    Defaults: the Barchid et al. (2021) topology. The network has ``L =
+    len(encoder_channels)`` levels. The encoder runs conv + neuron at each level with a 2x2
+    max-pool between levels (so the map shrinks by :math:`2^{L-1}`); the decoder runs
+    conv + neuron at the bottom level, then at each level up a x2 nearest upsample, the
+    encoder output of that level added (``skip``), conv + neuron. For ``L = 3`` and 64x64
+    input: 32@64 -> 64@32 -> 128@16 | 64@16 -> 32@32 -> 16@64 (channels@size). The head
+    flattens the last decoder map (after an optional average pool to ``head_pool`` x
+    ``head_pool``) and maps it through linear layers to ``num_classes`` logits and 4 box
+    outputs. The neuron (LIF or ReLU) and, for the SNN, the input code and ``T`` are not
+    here: see :class:`SpikingConfig`.
 
     Attributes:
         in_channels (int): 1 (grayscale) or 3 (RGB).
@@ -142,38 +162,20 @@ class LocalizerConfig:
         encoder_kernels (tuple[int, ...]): conv kernel size of each encoder level (odd).
         decoder_channels (tuple[int, ...]): output channels of each decoder level, bottom
             first; with ``skip`` entry ``j < L-1`` must equal ``encoder_channels[L-2-j]``
-            (the spike maps are added, not concatenated).
+            (the maps are added, not concatenated).
         decoder_kernels (tuple[int, ...]): conv kernel size of each decoder level (odd).
-        skip (bool): add the encoder spikes to the upsampled decoder maps.
+        skip (bool): add the encoder outputs to the upsampled decoder maps.
         head_pool (int): average-pool the last map to this size before the head
             (0: no pooling, flatten the full map). Default 8: a 16 x 8 x 8 input.
         head_hidden (tuple[int, ...]): widths of hidden ReLU layers of the head (empty:
             one linear layer). Default one layer of 256: measured on the generated
             shapes (ANN twin, 2.5 CPU-minutes of Adam at 1e-3), a purely linear head
             reached 0.48 validation mIoU, one hidden layer 0.60 to 0.63.
-        num_steps (int): :math:`T \ge 1`, steps each image is presented (SNN only).
-        beta (float): LIF decay per step, in [0, 1].
-        threshold (float): LIF threshold :math:`\theta > 0`.
-        reset (str): "subtract", "zero" or "none".
-        surrogate (str): name of the surrogate spike function
-            (:data:`spikelib.snn.surrogate.SURROGATE_NAMES`).
-        surrogate_slope (float): its shape parameter (``slope``, ``alpha`` or ``width``,
-            whichever it has; ignored by surrogates without one).
-        coding (str): input code, one of :data:`CODINGS`.
-        rate_gain (float): gain of the rate code (spike probability = gain x intensity).
-        readout (str): "mean" (head on the spike rate of the last decoder layer over the
-            T steps), "last" (head on its spikes at the last step, as Barchid et al.) or
-            "membrane" (head on the time-averaged potential of a non-spiking leaky
-            integrator fed by the last decoder layer's input current; see
-            :meth:`SpikingLocalizer.readout_seq`). The ANN twin ignores it.
         norm (str): "none" or "batch": BatchNorm between every convolution and its neuron
             (ANN: conv -> BN -> ReLU; SNN: conv -> BN -> LIF with statistics over time and
             batch together, tdBN-like, see :mod:`spikelib.snn.layers`). Convolutions lose their
             bias with BN (its shift replaces it).
         box_param (str): one of :data:`BOX_PARAMS`.
-        init_gain (float): the SNN's convolutions start from He-normal weights times this
-            gain (the twin uses 1): spikes are sparse and non-negative, so with gain 1 the
-            currents of deep layers stay below threshold and the network starts silent.
     """
 
     in_channels: int = 1
@@ -186,33 +188,16 @@ class LocalizerConfig:
     skip: bool = True
     head_pool: int = 8
     head_hidden: tuple[int, ...] = (256,)
-    num_steps: int = 4
-    beta: float = 0.5
-    threshold: float = 1.0
-    reset: str = "subtract"
-    surrogate: str = "fast_sigmoid"
-    surrogate_slope: float = 25.0
-    coding: str = "direct"
-    rate_gain: float = 1.0
-    readout: str = "mean"
     norm: str = "none"
     box_param: str = "cxcywh"
-    init_gain: float = 1.5
 
     def __post_init__(self) -> None:
-        def positive_int(name: str) -> None:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-
-        for name in ("in_channels", "image_size", "num_classes", "num_steps"):
-            positive_int(name)
-        levels = len(_int_tuple("encoder_channels", self.encoder_channels))
+        for name in ("in_channels", "image_size", "num_classes"):
+            check_number(name, getattr(self, name), 1, integer=True)
+        levels = len(check_int_tuple("encoder_channels", self.encoder_channels))
         for name in ("encoder_channels", "encoder_kernels", "decoder_channels", "decoder_kernels"):
-            object.__setattr__(self, name, _int_tuple(name, getattr(self, name), levels))
-        object.__setattr__(self, "head_hidden", tuple(self.head_hidden))
-        if self.head_hidden:
-            _int_tuple("head_hidden", self.head_hidden)
+            object.__setattr__(self, name, check_int_tuple(name, getattr(self, name), levels))
+        object.__setattr__(self, "head_hidden", check_int_tuple("head_hidden", self.head_hidden, allow_empty=True))
         for name in ("encoder_kernels", "decoder_kernels"):
             if any(k % 2 == 0 for k in getattr(self, name)):
                 raise ValueError(f"{name} must be odd (same padding keeps the map size), got {getattr(self, name)}")
@@ -227,45 +212,17 @@ class LocalizerConfig:
                 dec, enc = self.decoder_channels[j], self.encoder_channels[levels - 2 - j]
                 if dec != enc:
                     raise ValueError(
-                        f"skip=True adds encoder level {levels - 1 - j} spikes to the output of decoder "
+                        f"skip=True adds encoder level {levels - 1 - j} outputs to the output of decoder "
                         f"level {j + 1}, so decoder_channels[{j}] must equal encoder_channels[{levels - 2 - j}]"
                         f" = {enc}, got {dec} (decoder_channels={self.decoder_channels})"
                     )
-        if (
-            isinstance(self.head_pool, bool)
-            or not isinstance(self.head_pool, int)
-            or not (0 <= self.head_pool <= self.image_size)
-            or (self.head_pool and self.image_size % self.head_pool)
-        ):
+        check_number("head_pool", self.head_pool, 0, self.image_size, integer=True)
+        if self.head_pool and self.image_size % self.head_pool:
             raise ValueError(
                 f"head_pool must be 0 or an int that divides image_size={self.image_size}, got {self.head_pool!r}"
             )
-        check_lif_params(LIFParams(self.beta, self.threshold, self.reset))
-        get_surrogate(self.surrogate)  # raises on an unknown name
-        for name, allowed in (("coding", CODINGS), ("readout", READOUTS), ("norm", NORMS), ("box_param", BOX_PARAMS)):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {list(allowed)}, got {getattr(self, name)!r}")
-        if not self.rate_gain >= 0:
-            raise ValueError(f"rate_gain must be >= 0, got {self.rate_gain!r}")
-        if not self.init_gain > 0:
-            raise ValueError(f"init_gain must be > 0, got {self.init_gain!r}")
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> LocalizerConfig:
-        """Build a config from a dict (e.g. a TOML table); unknown keys raise ``ValueError``."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown LocalizerConfig key(s) {unknown}; allowed: {sorted(known)}")
-        return cls(**values)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The config as a plain dict (tuples become lists), ``from_dict``'s inverse."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-
-    def replace(self, **changes: Any) -> LocalizerConfig:
-        """A copy with some fields changed (validated again)."""
-        return dataclasses.replace(self, **changes)
+        check_choice("norm", self.norm, NORMS)
+        check_choice("box_param", self.box_param, BOX_PARAMS)
 
     @property
     def levels(self) -> int:
@@ -294,6 +251,88 @@ class LocalizerConfig:
         return channels * side * side
 
 
+@dataclass(frozen=True)
+class SpikingConfig(_Table):
+    r"""What only the spiking localizer has: its neurons, its input code and ``T``.
+
+    Attributes:
+        num_steps (int): :math:`T \ge 1`, steps each image is presented.
+        beta (float): LIF decay per step, in [0, 1].
+        threshold (float): LIF threshold :math:`\theta > 0`.
+        reset (str): "subtract", "zero" or "none".
+        surrogate (str): name of the surrogate spike function
+            (:data:`spikelib.snn.surrogate.SURROGATE_NAMES`).
+        surrogate_slope (float): its shape parameter (``slope``, ``alpha`` or ``width``,
+            whichever it has; ignored by surrogates without one).
+        coding (str): input code, one of :data:`CODINGS`.
+        rate_gain (float): gain of the rate code (spike probability = gain x intensity).
+        readout (str): "mean" (head on the spike rate of the last decoder layer over the
+            T steps), "last" (head on its spikes at the last step, as Barchid et al.) or
+            "membrane" (head on the time-averaged potential of a non-spiking leaky
+            integrator fed by the last decoder layer's input current; see
+            :meth:`SpikingLocalizer.readout_seq`).
+        init_gain (float): the convolutions start from He-normal weights times this
+            gain (the twin uses 1): spikes are sparse and non-negative, so with gain 1 the
+            currents of deep layers stay below threshold and the network starts silent.
+    """
+
+    num_steps: int = 4
+    beta: float = 0.5
+    threshold: float = 1.0
+    reset: str = "subtract"
+    surrogate: str = "fast_sigmoid"
+    surrogate_slope: float = 25.0
+    coding: str = "direct"
+    rate_gain: float = 1.0
+    readout: str = "mean"
+    init_gain: float = 1.5
+
+    def __post_init__(self) -> None:
+        check_number("num_steps", self.num_steps, 1, integer=True)
+        check_lif_params(LIFParams(self.beta, self.threshold, self.reset))
+        get_surrogate(self.surrogate)  # raises on an unknown name
+        check_choice("coding", self.coding, CODINGS)
+        check_choice("readout", self.readout, READOUTS)
+        check_number("rate_gain", self.rate_gain, 0.0)
+        check_number("init_gain", self.init_gain, 0.0, low_open=True)
+
+
+#: The fields of each part, in order: what the twin depends on, what only the SNN does.
+ARCH_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(ArchConfig))
+SPIKING_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(SpikingConfig))
+
+
+@dataclass(frozen=True)
+class LocalizerConfig(SpikingConfig, ArchConfig):
+    r"""Every knob of a spiking localizer, as data: its :class:`ArchConfig` and :class:`SpikingConfig` fields.
+
+    One flat record of both parts (``config.num_steps``, ``config.encoder_channels``);
+    :attr:`arch` and :attr:`spiking` split it again, :meth:`from_parts` joins them. The
+    ANN twin is built from :attr:`arch` alone, so a checkpoint of the twin does not
+    depend on ``T``, the neuron or the input code. Defaults: the Barchid et al. (2021)
+    topology. See the two parts for every attribute.
+    """
+
+    def __post_init__(self) -> None:
+        ArchConfig.__post_init__(self)
+        SpikingConfig.__post_init__(self)
+
+    @classmethod
+    def from_parts(cls, arch: ArchConfig, spiking: SpikingConfig) -> LocalizerConfig:
+        """The spiking localizer of an architecture and its spiking settings."""
+        return cls(**{name: getattr(arch, name) for name in ARCH_FIELDS}, **asdict(spiking))
+
+    @property
+    def arch(self) -> ArchConfig:
+        """The architecture part (what the ANN twin is built from)."""
+        return ArchConfig(**{name: getattr(self, name) for name in ARCH_FIELDS})
+
+    @property
+    def spiking(self) -> SpikingConfig:
+        """The SNN-only part: neurons, input code, ``T``."""
+        return SpikingConfig(**{name: getattr(self, name) for name in SPIKING_FIELDS})
+
+
 #: Named configurations. "barchid2021": the paper's topology (the default);
 #: "pyramid": the pyramid of Lin et al. (2016) as the course describes it, four levels,
 #: channels doubling on the way down and halving on the way up, 3x3 kernels;
@@ -314,13 +353,12 @@ PRESETS: dict[str, LocalizerConfig] = {
 
 
 def preset(name: str, **overrides: Any) -> LocalizerConfig:
-    """A named configuration from :data:`PRESETS`, with some fields changed.
+    """A named configuration from :data:`PRESETS`, with some fields changed (of either part).
 
     Raises:
         ValueError: unknown preset name or unknown field.
     """
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; expected one of {sorted(PRESETS)}")
+    check_choice("preset", name, tuple(sorted(PRESETS)))
     return LocalizerConfig.from_dict({**PRESETS[name].to_dict(), **overrides})
 
 
@@ -339,14 +377,14 @@ class LocalizationHead(nn.Module):
     """Linear layers from the last decoder map to class logits and a decoded box.
 
     Args:
-        config (LocalizerConfig): ``head_pool``, ``head_hidden``, ``num_classes`` and
+        config (ArchConfig): ``head_pool``, ``head_hidden``, ``num_classes`` and
             ``box_param`` are used.
 
     Shapes:
         ``features`` (Tensor[B, C, H, W]) -> :class:`Prediction`.
     """
 
-    def __init__(self, config: LocalizerConfig) -> None:
+    def __init__(self, config: ArchConfig) -> None:
         super().__init__()
         self.pool_size, self.num_classes, self.box_param = config.head_pool, config.num_classes, config.box_param
         widths = (config.head_features(), *config.head_hidden)
@@ -367,7 +405,7 @@ class LocalizationHead(nn.Module):
         return Prediction(raw[:, : self.num_classes], decode_boxes(raw[:, self.num_classes :], self.box_param))
 
 
-def _check_images(images: Tensor, config: LocalizerConfig) -> None:
+def _check_images(images: Tensor, config: ArchConfig) -> None:
     """Raise a ValueError naming the config field an input batch does not fit."""
     if not isinstance(images, Tensor) or images.ndim != 4:
         shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
@@ -393,11 +431,10 @@ class _Pyramid(nn.Module):
     layer by layer, on whole sequences ``[T, B, ...]``.
     """
 
-    def __init__(self, config: LocalizerConfig | None, block: Callable[[int, int, int], nn.Module]) -> None:
+    def __init__(self, config: ArchConfig, block: Callable[[int, int, int], nn.Module]) -> None:
         super().__init__()
-        config = LocalizerConfig() if config is None else config
-        if not isinstance(config, LocalizerConfig):
-            raise TypeError(f"config must be a LocalizerConfig, got {type(config).__name__}")
+        if not isinstance(config, ArchConfig):
+            raise TypeError(f"config must be a LocalizerConfig or an ArchConfig, got {type(config).__name__}")
         self.config = config
         encoder, channels = [], config.in_channels
         for width, kernel in zip(config.encoder_channels, config.encoder_kernels):
@@ -487,7 +524,12 @@ class SpikingLocalizer(_Pyramid):
 
     def __init__(self, config: LocalizerConfig | None = None) -> None:
         config = LocalizerConfig() if config is None else config
-        spike_fn = _spike_fn(config) if isinstance(config, LocalizerConfig) else None
+        if not isinstance(config, LocalizerConfig):
+            raise TypeError(
+                f"config must be a LocalizerConfig (an ArchConfig and a SpikingConfig: "
+                f"LocalizerConfig.from_parts), got {type(config).__name__}"
+            )
+        spike_fn = _spike_fn(config)
 
         def block(c_in: int, c_out: int, k: int) -> SpikingConvBlock:
             return SpikingConvBlock(
@@ -622,16 +664,18 @@ class SpikingLocalizer(_Pyramid):
 class AnnLocalizer(_Pyramid):
     """The ANN twin: the same layers, head and skips, with ReLU and no time.
 
-    Built from the same :class:`LocalizerConfig` as :class:`SpikingLocalizer` (the
-    neuron and coding fields are ignored), so the two differ only in the neuron: every
-    conv + LIF becomes conv + ReLU, and the head reads the last decoder map directly.
+    Built from the :class:`ArchConfig` of the :class:`SpikingLocalizer` (given a whole
+    :class:`LocalizerConfig`, it keeps only its :attr:`~LocalizerConfig.arch`: ``config``
+    holds no neuron, code or ``T``), so the two differ only in the neuron: every conv +
+    LIF becomes conv + ReLU, and the head reads the last decoder map directly.
 
     Shapes:
         ``images`` (Tensor[B, in_channels, image_size, image_size]) -> :class:`Prediction`.
     """
 
-    def __init__(self, config: LocalizerConfig | None = None) -> None:
-        norm = config.norm if isinstance(config, LocalizerConfig) else LocalizerConfig.norm
+    def __init__(self, config: ArchConfig | None = None) -> None:
+        config = ArchConfig() if config is None else config.arch if isinstance(config, LocalizerConfig) else config
+        norm = config.norm if isinstance(config, ArchConfig) else ArchConfig.norm
         super().__init__(config, lambda c_in, c_out, k: ConvBlock(c_in, c_out, k, batch_norm=norm == "batch"))
         _init_convs(self, 1.0)
 
@@ -673,6 +717,6 @@ def build_localizer(config: LocalizerConfig | None = None) -> SpikingLocalizer:
     return SpikingLocalizer(config)
 
 
-def build_ann_twin(config: LocalizerConfig | None = None) -> AnnLocalizer:
-    """The ANN twin of the spiking localizer of ``config``: same layers, ReLU, no time."""
+def build_ann_twin(config: ArchConfig | None = None) -> AnnLocalizer:
+    """The ANN twin of an architecture (or of the spiking localizer of a ``LocalizerConfig``): ReLU, no time."""
     return AnnLocalizer(config)

@@ -6,6 +6,7 @@ from typing import NamedTuple
 
 from torch import Tensor, nn
 
+from spikelib.checks import check_number
 from spikelib.snn.neurons import LIF, PAPER_SPIKE_FN
 from spikelib.snn.surrogate import SurrogateSpike
 
@@ -26,12 +27,6 @@ class MLPRecord(NamedTuple):
     hidden_spk_seq: Tensor
     output_spk_seq: Tensor
     output_mem_seq: Tensor
-
-
-def _positive_int(name: str, value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-    return value
 
 
 class SpikingMLP(nn.Module):
@@ -77,9 +72,9 @@ class SpikingMLP(nn.Module):
         spike_fn: SurrogateSpike = PAPER_SPIKE_FN,
     ) -> None:
         super().__init__()
-        self.num_inputs = _positive_int("num_inputs", num_inputs)
-        _positive_int("num_hidden", num_hidden)
-        _positive_int("num_outputs", num_outputs)
+        self.num_inputs = check_number("num_inputs", num_inputs, 1, integer=True)
+        check_number("num_hidden", num_hidden, 1, integer=True)
+        check_number("num_outputs", num_outputs, 1, integer=True)
         self.fc1 = nn.Linear(num_inputs, num_hidden)
         self.lif1 = LIF(beta, threshold, reset, spike_fn)
         self.fc2 = nn.Linear(num_hidden, num_outputs)

@@ -21,7 +21,10 @@ import math
 import torch
 from torch import Tensor
 
+from spikelib.checks import check_number
+
 __all__ = [
+    "CODINGS",
     "rate_encode",
     "rate_decode",
     "latency_spike_time",
@@ -31,14 +34,13 @@ __all__ = [
     "direct_encode",
 ]
 
+#: The input codes of this module, by name: :func:`direct_encode`, :func:`rate_encode`,
+#: :func:`latency_encode`.
+CODINGS: tuple[str, ...] = ("direct", "rate", "latency")
+
 #: Added to intensities at the latency threshold so that the log code stays finite
 #: (the value snnTorch uses).
 _EPSILON = 1e-7
-
-
-def _check_num_steps(num_steps: int) -> None:
-    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
-        raise ValueError(f"num_steps must be an int >= 1, got {num_steps!r}")
 
 
 def _check_tensor(x: Tensor, name: str = "x") -> None:
@@ -61,13 +63,6 @@ def _check_unit_interval(x: Tensor) -> None:
             f"x must lie in [0, 1], got values in [{lo:g}, {hi:g}]; "
             "rescale it, e.g. (x - x.min()) / (x.max() - x.min())"
         )
-
-
-def _check_number(name: str, value: float, low: float, strict: bool) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    if value < low or (strict and value == low):
-        raise ValueError(f"{name} must be {'>' if strict else '>='} {low:g}, got {value!r}")
 
 
 def rate_encode(x: Tensor, num_steps: int, gain: float = 1.0, generator: torch.Generator | None = None) -> Tensor:
@@ -94,8 +89,8 @@ def rate_encode(x: Tensor, num_steps: int, gain: float = 1.0, generator: torch.G
         ValueError: ``x`` outside [0, 1], ``num_steps < 1`` or ``gain < 0``.
     """
     _check_unit_interval(x)
-    _check_num_steps(num_steps)
-    _check_number("gain", gain, 0.0, strict=False)
+    check_number("num_steps", num_steps, 1, integer=True)
+    check_number("gain", gain, 0.0)
     prob = (gain * x.detach()).clamp(0.0, 1.0)
     return torch.bernoulli(prob.expand(num_steps, *x.shape), generator=generator)
 
@@ -126,7 +121,7 @@ def _latency_tau(num_steps: int, tau: float | None, linear: bool, normalize: boo
     """The time constant the latency code uses (``num_steps - 1`` when normalized)."""
     if not normalize:
         tau = 1.0 if tau is None else tau
-        _check_number("tau", tau, 0.0, strict=True)
+        check_number("tau", tau, 0.0, low_open=True)
         return float(tau)
     if not linear:
         raise ValueError(
@@ -165,10 +160,8 @@ def latency_spike_time(x: Tensor, tau: float = 1.0, threshold: float = 0.01, lin
         Tensor[B, ...]: spike times (float, ``inf`` for pixels that never fire).
     """
     _check_unit_interval(x)
-    _check_number("tau", tau, 0.0, strict=True)
-    _check_number("threshold", threshold, 0.0, strict=False)
-    if threshold >= 1:
-        raise ValueError(f"threshold must lie in [0, 1), got {threshold!r}")
+    check_number("tau", tau, 0.0, low_open=True)
+    check_number("threshold", threshold, 0.0, 1.0, high_open=True)
     if linear:
         time = tau * (1 - x)
     else:
@@ -195,7 +188,7 @@ def latency_intensity(time: Tensor, tau: float = 1.0, threshold: float = 0.01, l
         Tensor[B, ...]: intensities in [0, 1].
     """
     _check_tensor(time, "time")
-    _check_number("tau", tau, 0.0, strict=True)
+    check_number("tau", tau, 0.0, low_open=True)
     if linear:
         value = 1 - time / tau
     else:
@@ -237,7 +230,7 @@ def latency_encode(
         ValueError: ``x`` outside [0, 1], bad ``num_steps``, ``tau`` or ``threshold``,
             or ``normalize`` with the log code.
     """
-    _check_num_steps(num_steps)
+    check_number("num_steps", num_steps, 1, integer=True)
     tau = _latency_tau(num_steps, tau, linear, normalize)
     step = torch.round(latency_spike_time(x, tau, threshold, linear))
     steps = torch.arange(num_steps, dtype=step.dtype, device=x.device)
@@ -288,5 +281,5 @@ def direct_encode(x: Tensor, num_steps: int) -> Tensor:
         Tensor[T, B, ...]: ``x`` repeated along a new leading time axis.
     """
     _check_tensor(x)
-    _check_num_steps(num_steps)
+    check_number("num_steps", num_steps, 1, integer=True)
     return x.expand(num_steps, *x.shape)

@@ -46,6 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from spikelib.checks import check_choice, check_int_tuple, check_number
 from spikelib.snn.engine import FOLD_TIME_CHOICES, FusedLIF, SavedArena, apply_seq, is_spike_train, spikes_saved_as_int8
 from spikelib.snn.neurons import LIF, PAPER_SPIKE_FN
 from spikelib.snn.surrogate import SurrogateSpike
@@ -69,17 +70,6 @@ RESIDUAL_KINDS: tuple[str, ...] = ("plain", "sew", "membrane")
 
 #: SEW connect functions g(A, S), A the residual branch's spikes, S the shortcut's.
 CONNECT_FUNCTIONS: tuple[str, ...] = ("add", "and", "iand")
-
-
-def _check_choice(name: str, value: object, allowed: Sequence[object]) -> None:
-    if not any(value is a or (isinstance(value, str) and value == a) for a in allowed):
-        raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
-
-
-def _check_positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-    return value
 
 
 def _check_seq(x_seq: Tensor, channels: int, who: str) -> None:
@@ -149,7 +139,7 @@ class TimeDistributed(nn.Module):
 
     def __init__(self, module: nn.Module, fold_time: bool | str = "auto") -> None:
         super().__init__()
-        _check_choice("fold_time", fold_time, FOLD_TIME_CHOICES)
+        check_choice("fold_time", fold_time, FOLD_TIME_CHOICES)
         self.module = module
         self.fold_time = fold_time
 
@@ -170,7 +160,7 @@ class _SpikingBase(nn.Module):
         self, beta: float, threshold: float, reset: str, spike_fn: SurrogateSpike, fold_time: bool | str
     ) -> None:
         super().__init__()
-        _check_choice("fold_time", fold_time, FOLD_TIME_CHOICES)
+        check_choice("fold_time", fold_time, FOLD_TIME_CHOICES)
         self.fold_time = fold_time
         self._lif_args = (beta, threshold, reset, spike_fn)
 
@@ -248,10 +238,10 @@ def _conv_bn(
     in_channels: int, out_channels: int, kernel_size: int, stride: int, batch_norm: bool, bias: bool | None
 ) -> tuple[nn.Conv2d, nn.BatchNorm2d | None]:
     """A padded conv and its BatchNorm (or None), with arguments checked."""
-    _check_positive_int("in_channels", in_channels)
-    _check_positive_int("out_channels", out_channels)
-    _check_positive_int("stride", stride)
-    if _check_positive_int("kernel_size", kernel_size) % 2 == 0:
+    check_number("in_channels", in_channels, 1, integer=True)
+    check_number("out_channels", out_channels, 1, integer=True)
+    check_number("stride", stride, 1, integer=True)
+    if check_number("kernel_size", kernel_size, 1, integer=True) % 2 == 0:
         raise ValueError(f"kernel_size must be odd (padding kernel_size // 2), got {kernel_size}")
     if bias is None:
         bias = not batch_norm
@@ -289,8 +279,8 @@ class ConvBlock(nn.Module):
 
 def _check_residual(kind: str, connect: str, in_channels: int, out_channels: int, stride: int) -> bool:
     """Validate; return True if the shortcut needs a 1x1 projection."""
-    _check_choice("kind", kind, RESIDUAL_KINDS)
-    _check_choice("connect", connect, CONNECT_FUNCTIONS)
+    check_choice("kind", kind, RESIDUAL_KINDS)
+    check_choice("connect", connect, CONNECT_FUNCTIONS)
     if kind != "sew" and connect != "add":
         raise ValueError(f"connect={connect!r} only applies to kind='sew', got kind={kind!r}")
     return kind != "plain" and (stride != 1 or in_channels != out_channels)
@@ -462,7 +452,8 @@ class GlobalPoolLinear(nn.Module):
     def __init__(self, in_features: int, out_features: int) -> None:
         super().__init__()
         self.linear = nn.Linear(
-            _check_positive_int("in_features", in_features), _check_positive_int("out_features", out_features)
+            check_number("in_features", in_features, 1, integer=True),
+            check_number("out_features", out_features, 1, integer=True),
         )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -514,13 +505,9 @@ def make_resnet_stack(
     Returns:
         nn.Sequential: ``stem, block1, block2, ... [, head]``.
     """
-    _check_choice("kind", kind, RESIDUAL_KINDS)
-    _check_positive_int("depth", depth)
-    widths = [channels] if isinstance(channels, int) else list(channels)
-    if not widths:
-        raise ValueError(f"channels must be an int or a non-empty sequence, got {channels!r}")
-    for width in widths:
-        _check_positive_int("channels", width)
+    check_choice("kind", kind, RESIDUAL_KINDS)
+    check_number("depth", depth, 1, integer=True)
+    widths = list(check_int_tuple("channels", channels if isinstance(channels, int) else list(channels)))
     lif_kwargs = dict(beta=beta, threshold=threshold, reset=reset, spike_fn=spike_fn, fold_time=fold_time)
     if spiking:
         layers: list[nn.Module] = [

@@ -20,6 +20,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
+from spikelib.checks import check_choice, check_number
 from spikelib.snn.surrogate import FastSigmoid, Heaviside, SurrogateSpike, heaviside
 
 __all__ = [
@@ -85,8 +86,7 @@ def check_lif_params(params: LIFParams) -> LIFParams:
         raise ValueError(f"beta must lie in [0, 1], got {params.beta!r}")
     if not bool((threshold > 0).all()):
         raise ValueError(f"threshold must be > 0, got {params.threshold!r}")
-    if params.reset not in RESETS:
-        raise ValueError(f"reset must be one of {list(RESETS)}, got {params.reset!r}")
+    check_choice("reset", params.reset, RESETS)
     return params
 
 
@@ -238,8 +238,7 @@ def firing_rate(cur: Tensor | float, num_steps: int, params: LIFParams) -> Tenso
     Returns:
         Tensor[...]: spike count divided by ``num_steps``, shape of ``cur``.
     """
-    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
-        raise ValueError(f"num_steps must be an int >= 1, got {num_steps!r}")
+    check_number("num_steps", num_steps, 1, integer=True)
     if not isinstance(cur, Tensor):
         cur = torch.tensor(cur, dtype=torch.get_default_dtype())
     with torch.no_grad():

@@ -13,8 +13,9 @@ A checkpoint is a plain dict saved with ``torch.save``:
 ``rule``              the learning rule's ``state_dict()`` if it has one, else ``{}``
 ``rng``               torch (CPU and CUDA), NumPy and Python ``random`` generator states
 ``data_epoch``        the epoch the augmentation draws from next (``dataset.set_epoch``)
-``model_config``      ``LocalizerConfig.to_dict()``: a checkpoint is refused by a model of
-                      another configuration
+``model_config``      ``model.config.to_dict()``: what the model of this kind is built from
+                      (the SNN's ``LocalizerConfig``, the twin's ``ArchConfig``); a
+                      checkpoint is refused by a model of another configuration
 ``config``            the whole run configuration (``RunConfig.to_dict()``)
 ``history``           one metrics dict per finished epoch
 ====================  =========================================================
@@ -177,7 +178,10 @@ def check_compatible(
     Args:
         checkpoint: a loaded checkpoint.
         kind: "snn" or "ann", the model about to receive it.
-        model_config: ``LocalizerConfig.to_dict()`` of that model.
+        model_config: ``model.config.to_dict()`` of that model: the fields it depends
+            on. Only these are compared, so a twin's checkpoint (``ArchConfig``) is not
+            refused for a change of ``T``, and one written when the twin stored the SNN's
+            fields too is still read.
         path: shown in the message.
         run_config: when resuming, ``RunConfig.to_dict()`` of the run; its ``data`` and
             ``train`` tables, and the ``[ann]`` overrides, must match too (a resumed run
@@ -188,11 +192,12 @@ def check_compatible(
     """
     if checkpoint["kind"] != kind:
         raise CheckpointError(f"{path} holds an {checkpoint['kind'].upper()}, not an {kind.upper()}")
-    diffs = _differences(checkpoint["model_config"], model_config, "model.")
+    stored = {k: v for k, v in checkpoint["model_config"].items() if k in model_config}
+    diffs = _differences(stored, model_config)
     if diffs:
         more = f" (and {len(diffs) - 3} more)" if len(diffs) > 3 else ""
         raise CheckpointError(
-            f"{path} was trained with a different model configuration: {'; '.join(diffs[:3])}"
+            f"{path} was trained with a different {kind.upper()} configuration: {'; '.join(diffs[:3])}"
             f"{more}. Use the config it was trained with, or another run name"
         )
     if run_config is not None:

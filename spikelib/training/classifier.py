@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from spikelib.checks import check_number
 from spikelib.eval.activity import SpikeCounter
 from spikelib.learning.base import NonFiniteLossError, check_finite_loss
 from spikelib.learning.bptt import spike_count
@@ -151,8 +152,7 @@ def fit_classifier(
     Raises:
         NonFiniteLossError: as :func:`train_classifier_epoch`.
     """
-    if isinstance(num_epochs, bool) or not isinstance(num_epochs, int) or num_epochs < 1:
-        raise ValueError(f"num_epochs must be an int >= 1, got {num_epochs!r}")
+    check_number("num_epochs", num_epochs, 1, integer=True)
     history: list[dict[str, Any]] = []
     for epoch in range(1, num_epochs + 1):
         start = time.perf_counter()

@@ -24,6 +24,7 @@ from matplotlib.patches import Rectangle
 from torch import Tensor
 from torchvision.ops import box_iou
 
+from spikelib.checks import check_choice
 from spikelib.eval import metrics
 from spikelib.viz.common import figure_and_axes
 
@@ -303,8 +304,8 @@ def plot_precision_recall(
     precision_t = torch.as_tensor(precision, dtype=torch.float64).flatten()
     if ap is None:
         ap = metrics.average_precision(recall_t, precision_t, method)  # also checks the curve and method
-    elif method not in metrics.AP_METHODS:
-        raise ValueError(f"method must be one of {metrics.AP_METHODS}, got {method!r}")
+    else:
+        check_choice("method", method, metrics.AP_METHODS)
     envelope = metrics.interpolated_precision(recall_t, precision_t).numpy()
     recall_np, precision_np = recall_t.numpy(), precision_t.numpy()
     fig, ax = figure_and_axes(ax, (4.5, 4), layout=None)

@@ -16,6 +16,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from spikelib.checks import check_choice
 from spikelib.viz.common import figure_and_axes, figure_of
 
 __all__ = [
@@ -51,8 +52,7 @@ def plot_accuracy_vs_steps(results: Mapping[str, Any], metric: str = "miou", ax:
         metric: "miou", "corloc", "map50" or "accuracy".
         ax: where to draw (default: a new figure).
     """
-    if metric not in _METRIC_LABELS:
-        raise ValueError(f"metric must be one of {list(_METRIC_LABELS)}, got {metric!r}")
+    check_choice("metric", metric, tuple(_METRIC_LABELS))
     fig, ax = figure_and_axes(ax, (5.0, 3.2))
     coding, sweep = _t_sweep(results)
     steps = [t for t, _ in sweep]

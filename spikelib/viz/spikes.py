@@ -22,6 +22,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from torch import Tensor
 
+from spikelib.checks import check_number
 from spikelib.snn.surrogate import SurrogateSpike
 from spikelib.viz.common import figure_and_axes, figure_of
 
@@ -190,8 +191,7 @@ def plot_raster(
     """
     spk = _as_columns(spk_seq, "spk_seq")
     if max_neurons is not None:
-        if isinstance(max_neurons, bool) or not isinstance(max_neurons, int) or max_neurons < 1:
-            raise ValueError(f"max_neurons must be an int >= 1 or None, got {max_neurons!r}")
+        check_number("max_neurons", max_neurons, 1, integer=True, note="or None")
         spk = spk[:, :max_neurons]
     num_steps, num_neurons = spk.shape
     fig, ax = figure_and_axes(ax, (7, 3))

@@ -29,6 +29,8 @@ from IPython.display import Image, display
 from matplotlib.figure import Figure
 from torch import Tensor
 
+from spikelib.checks import check_choice, check_number
+from spikelib.snn.encoding import CODINGS as ENCODING_CODINGS
 from spikelib.snn.encoding import direct_encode, latency_decode, latency_encode, rate_decode, rate_encode
 from spikelib.snn.neurons import RESETS, LIFParams, lif_seq_with_mem
 from spikelib.snn.surrogate import Heaviside
@@ -40,7 +42,8 @@ __all__ = ["INPUT_KINDS", "CODINGS", "DIRECT_NEURON", "input_current", "LIFExplo
 INPUT_KINDS: tuple[str, ...] = ("constant", "step", "pulse")
 
 #: Codes offered by :class:`EncodingExplorer`.
-CODINGS: tuple[str, ...] = ("rate", "latency", "direct")
+#: The input codes of :mod:`spikelib.snn.encoding`, in the order the explorer offers them.
+CODINGS: tuple[str, ...] = tuple(sorted(ENCODING_CODINGS, key=("rate", "latency", "direct").index))
 
 #: The neuron that turns a direct code into spikes in :class:`EncodingExplorer`: a
 #: non-leaky integrate-and-fire neuron with reset by subtraction fires
@@ -63,10 +66,8 @@ def input_current(kind: str, amplitude: float, num_steps: int) -> Tensor:
     Returns:
         Tensor[T]: the current, float32.
     """
-    if kind not in INPUT_KINDS:
-        raise ValueError(f"kind must be one of {list(INPUT_KINDS)}, got {kind!r}")
-    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
-        raise ValueError(f"num_steps must be an int >= 1, got {num_steps!r}")
+    check_choice("kind", kind, INPUT_KINDS)
+    check_number("num_steps", num_steps, 1, integer=True)
     cur_seq = torch.full((num_steps,), float(amplitude))
     onset = num_steps // 5
     if kind in ("step", "pulse"):
@@ -177,12 +178,9 @@ class LIFExplorer(_Explorer):
         dpi: int = 72,
         render: bool | None = None,
     ) -> None:
-        if input_kind not in INPUT_KINDS:
-            raise ValueError(f"input_kind must be one of {list(INPUT_KINDS)}, got {input_kind!r}")
-        if reset not in RESETS:
-            raise ValueError(f"reset must be one of {list(RESETS)}, got {reset!r}")
-        if isinstance(num_neurons, bool) or not isinstance(num_neurons, int) or num_neurons < 1:
-            raise ValueError(f"num_neurons must be an int >= 1, got {num_neurons!r}")
+        check_choice("input_kind", input_kind, INPUT_KINDS)
+        check_choice("reset", reset, RESETS)
+        check_number("num_neurons", num_neurons, 1, integer=True)
         self.num_neurons = num_neurons
         style = {"description_width": "initial"}
         opts = {"continuous_update": False, "style": style}
@@ -295,8 +293,7 @@ class EncodingExplorer(_Explorer):
         render: bool | None = None,
     ) -> None:
         self.images = _as_images(images)
-        if coding not in CODINGS:
-            raise ValueError(f"coding must be one of {list(CODINGS)}, got {coding!r}")
+        check_choice("coding", coding, CODINGS)
         self.max_neurons = max_neurons
         style = {"description_width": "initial"}
         opts = {"continuous_update": False, "style": style}
