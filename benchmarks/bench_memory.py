@@ -52,7 +52,7 @@ def worker(rule_name: str, num_steps: int, batch_size: int, threads: int) -> dic
 
     from spikelib.learning.rules import make_rule
     from spikelib.models.localizer import LocalizerConfig, build_localizer
-    from spikelib.training.trainer import OptimizerUpdater
+    from spikelib.training.update import OptimizerUpdater
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)

@@ -20,7 +20,7 @@ from spikelib.learning.losses import localization_loss
 from spikelib.learning.rules import make_rule
 from spikelib.models.localizer import build_ann_twin, build_localizer, preset
 from spikelib.snn.neurons import LIFState
-from spikelib.training.trainer import OptimizerUpdater
+from spikelib.training.update import OptimizerUpdater
 
 
 def _rectangles(num: int, size: int = 32, seed: int = 0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

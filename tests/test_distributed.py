@@ -42,7 +42,7 @@ def test_a_single_process_needs_no_process_group(monkeypatch):
 def test_two_processes_train_identical_replicas_on_disjoint_shards(synth_root, tmp_path):
     """BPTT through DistributedDataParallel and DECOLLE through gradient averaging, 2 gloo processes.
 
-    Which of the two a rule gets is :func:`spikelib.training.trainer.gradient_sync`'s choice
+    Which of the two a rule gets is :func:`spikelib.training.update.gradient_sync`'s choice
     (pinned in tests/test_train.py); here both must keep the replicas identical.
     """
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}

@@ -217,6 +217,15 @@ def test_classifier_rule_meets_the_trainer_protocol():
         ClassifierBPTT(None)
 
 
+def test_classifier_rule_trains_a_non_spiking_model_too():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 2))
+    rule = ClassifierBPTT(encode=nn.Identity(), readout=nn.Identity())
+    loader = [(torch.rand(8, 4), torch.randint(0, 2, (8,))) for _ in range(3)]
+    stats = train_one_epoch(model, rule, loader, torch.optim.SGD(model.parameters(), lr=0.1), progress=False)
+    assert set(stats) == {"train_loss", "train_accuracy", "lr", "train_seconds"}  # no spikes to count
+
+
 def test_fit_classifier_trains_through_the_generic_train_one_epoch(digits, monkeypatch):
     calls = []
 

@@ -20,19 +20,10 @@ from spikelib.learning.decolle import DECOLLE
 from spikelib.learning.losses import localization_loss
 from spikelib.models.localizer import Prediction, build_localizer, decode_boxes, preset
 from spikelib.runtime.distributed import DistInfo
-from spikelib.training import trainer
+from spikelib.training import update as update_module
 from spikelib.training.config import TrainConfig
-from spikelib.training.trainer import (
-    CHECKPOINT,
-    METRICS_LOG,
-    OptimizerUpdater,
-    fit,
-    gradient_sync,
-    lr_factor,
-    make_train_loader,
-    set_epoch,
-    train_one_epoch,
-)
+from spikelib.training.trainer import CHECKPOINT, METRICS_LOG, fit, make_train_loader, set_epoch, train_one_epoch
+from spikelib.training.update import OptimizerUpdater, gradient_sync, lr_factor
 
 SIZE = 16
 
@@ -302,7 +293,7 @@ class RecordingRule:
 
 def test_autocast_covers_the_forward_pass_only(synth_root, monkeypatch):
     # the trainer autocasts on GPUs only; let it autocast to bfloat16 on the CPU here
-    monkeypatch.setattr(trainer, "autocast", lambda device, amp: torch.autocast("cpu", dtype=torch.bfloat16))
+    monkeypatch.setattr(update_module, "autocast", lambda device, amp: torch.autocast("cpu", dtype=torch.bfloat16))
     train, _ = _datasets(synth_root)
     torch.manual_seed(0)
     model, rule = TinyLocalizer(), RecordingRule()

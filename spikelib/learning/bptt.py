@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
+from contextlib import nullcontext
 from typing import Any
 
 import torch.nn.functional as F
@@ -29,6 +30,7 @@ from torch import Tensor, nn
 from spikelib.eval.activity import SpikeCounter
 from spikelib.learning.base import LocalizationTargets, Updater, check_finite_loss
 from spikelib.learning.losses import localization_loss
+from spikelib.snn.neurons import LIF
 
 __all__ = [
     "spike_count",
@@ -183,22 +185,26 @@ class ClassifierBPTT:
             update: from the trainer: ``autocast()`` around the forward pass, ``step()`` once.
 
         Returns:
-            dict[str, float]: ``loss``, ``accuracy`` (of this batch, before the update) and
-            ``spike_rate`` (spikes per neuron per step over all LIF layers; NaN if the model
-            has none).
+            dict[str, float]: ``loss``, ``accuracy`` (of this batch, before the update) and,
+            for a spiking model, ``spike_rate`` (spikes per neuron per step over all its
+            :class:`~spikelib.snn.neurons.LIF` layers).
 
         Raises:
             TrainingDiverged: NaN or infinite loss (the weights are left unchanged).
         """
         model.train()
-        with SpikeCounter(model) as counter, update.autocast():
+        spiking = any(isinstance(module, LIF) for module in model.modules())
+        counter = SpikeCounter(model) if spiking else None
+        with counter if counter is not None else nullcontext(), update.autocast():
             scores = self.scores(model, images)
             loss = self.loss_fn(scores, labels)
         check_finite_loss(loss, "this batch")
         loss.backward()
         update.step()
-        correct = int((scores.argmax(1) == labels).sum())
-        return {"loss": loss.item(), "accuracy": correct / len(labels), "spike_rate": counter.mean_rate()}
+        stats = {"loss": loss.item(), "accuracy": int((scores.argmax(1) == labels).sum()) / len(labels)}
+        if counter is not None:
+            stats["spike_rate"] = counter.mean_rate()
+        return stats
 
     def state_dict(self) -> dict[str, Any]:
         """Nothing to keep: the rule holds no state besides its functions."""

@@ -14,18 +14,20 @@ from spikelib.training.config import AMP_MODES, DEVICES, OPTIMIZERS, SCHEDULES, 
 from spikelib.training.trainer import (
     CHECKPOINT,
     METRICS_LOG,
-    GradientSync,
-    OptimizerUpdater,
     TrainingDiverged,
-    build_optimizer,
-    build_scheduler,
     fit,
-    gradient_sync,
-    lr_factor,
     make_train_loader,
     set_epoch,
     train_one_epoch,
     validate_localization,
+)
+from spikelib.training.update import (
+    GradientSync,
+    OptimizerUpdater,
+    build_optimizer,
+    build_scheduler,
+    gradient_sync,
+    lr_factor,
 )
 
 __all__ = [

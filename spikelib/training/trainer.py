@@ -7,11 +7,9 @@ minGPT's ``Trainer``):
   :class:`~spikelib.learning.bptt.BPTT` or :class:`~spikelib.learning.decolle.DECOLLE` for the
   localizer, :class:`~spikelib.learning.bptt.ClassifierBPTT` for the digits MLP) over one pass
   of a loader and returns the epoch's mean of every metric the rule reports;
-* :class:`OptimizerUpdater` is what the rule gets for each batch
+* it hands the rule a :class:`~spikelib.training.update.OptimizerUpdater` for each batch
   (:class:`~spikelib.learning.base.Updater`): ``autocast()`` for its forward passes (mixed
-  precision never covers a backward pass or an update) and ``step()``, one weight update:
-  gradients averaged over processes (rules that do not learn through ``forward``),
-  clipped, the optimizer and the learning-rate schedule stepped, gradients zeroed;
+  precision never covers a backward pass or an update) and ``step()``, one weight update;
 * :func:`fit`: epochs of both, a validation function (by default the localization
   metrics of :func:`spikelib.eval.evaluate.evaluate`), a learning-rate schedule sized to the
   rule's updates, a checkpoint and a line of the metrics log (``metrics.jsonl``) after
@@ -26,18 +24,8 @@ never stopped. A NaN or infinite loss or weight raises
 :class:`~spikelib.learning.base.TrainingDiverged` naming the epoch and step; the checkpoint
 on disk stays the last good one.
 
-Learning-rate schedule (``step`` counts weight updates, :math:`S` of them in all: epochs
-:math:`\times` batches :math:`\times` the rule's updates per batch; the first
-:math:`S_w = \mathrm{warmup}\cdot S` warm up):
-
-.. math::
-
-    \eta(s) = \eta_{\max} \cdot \begin{cases} (s + 1) / S_w & s < S_w \\
-        f_{\min} + (1 - f_{\min})\, \tfrac12\big(1 + \cos(\pi\, \tfrac{s - S_w}{S - S_w})\big)
-        & \text{otherwise} \end{cases}
-
-with :math:`f_{\min} = 10^{-3}` ("onecycle") or 0 ("cosine"); "constant" keeps
-:math:`\eta_{\max}`.
+The optimizer, its learning-rate schedule (one step per weight update) and the updater
+live in :mod:`spikelib.training.update`.
 """
 
 from __future__ import annotations
@@ -48,10 +36,8 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence, Sized
-from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -62,8 +48,8 @@ from tqdm.auto import tqdm
 from spikelib.data.datasets import leaves
 from spikelib.eval.evaluate import evaluate
 from spikelib.learning.base import LearningRule, LocalizationTargets, TrainingDiverged
-from spikelib.runtime.device import autocast, resolve_device
-from spikelib.runtime.distributed import DistInfo, all_reduce_mean, average_gradients, prepare_model, unwrap
+from spikelib.runtime.device import resolve_device
+from spikelib.runtime.distributed import DistInfo, all_reduce_mean, prepare_model, unwrap
 from spikelib.training.checkpoint import (
     CHECKPOINT_VERSION,
     capture_rng_state,
@@ -73,17 +59,12 @@ from spikelib.training.checkpoint import (
     save_checkpoint,
 )
 from spikelib.training.config import TrainConfig
+from spikelib.training.update import OptimizerUpdater, build_optimizer, build_scheduler, gradient_sync
 
 __all__ = [
     "TrainingDiverged",
     "make_train_loader",
     "set_epoch",
-    "build_optimizer",
-    "lr_factor",
-    "build_scheduler",
-    "GradientSync",
-    "gradient_sync",
-    "OptimizerUpdater",
     "train_one_epoch",
     "validate_localization",
     "fit",
@@ -106,8 +87,6 @@ Callback = Callable[[dict[str, Any]], None]
 BatchCallback = Callable[[dict[str, float]], None]
 #: ``(model, validation data) -> metrics``: what :func:`fit` reports as ``val_<key>``.
 Validate = Callable[[nn.Module, ValDataT], Mapping[str, Any]]
-#: How the gradients of several processes are combined (see :func:`gradient_sync`).
-GradientSync = Literal["none", "ddp", "average"]
 
 
 # ------------------------------------------------------------------------------ data helpers
@@ -150,114 +129,6 @@ def make_train_loader(
     return DataLoader(
         dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers, drop_last=True, pin_memory=pin_memory
     )
-
-
-# ------------------------------------------------------------------------------ optimization
-
-
-def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """The optimizer of ``cfg`` (``adamw``, ``adam`` or Nesterov ``sgd``) over ``model``'s parameters."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
-    raise ValueError(f"optimizer must be one of adamw, adam, sgd, got {cfg.optimizer!r}")
-
-
-def lr_factor(step: int, total_steps: int, schedule: str = "onecycle", warmup: float = 0.1) -> float:
-    """Multiplier of the peak learning rate at optimizer step ``step`` (see the module docstring).
-
-    Args:
-        step: 0-based optimizer step.
-        total_steps: steps of the whole run (> 0).
-        schedule: "onecycle", "cosine" or "constant".
-        warmup: share of the steps spent warming up linearly (ignored by "constant").
-    """
-    if schedule not in ("onecycle", "cosine", "constant"):
-        raise ValueError(f"schedule must be 'onecycle', 'cosine' or 'constant', got {schedule!r}")
-    if total_steps < 1:
-        raise ValueError(f"total_steps must be >= 1, got {total_steps}")
-    if schedule == "constant":
-        return 1.0
-    warm = int(warmup * total_steps)
-    if step < warm:
-        return (step + 1) / warm
-    floor = 1e-3 if schedule == "onecycle" else 0.0
-    progress = min(1.0, (step - warm) / max(1, total_steps - warm))
-    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
-def build_scheduler(
-    optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int
-) -> torch.optim.lr_scheduler.LambdaLR:
-    """A per-step scheduler following :func:`lr_factor` over ``cfg.epochs * steps_per_epoch`` steps.
-
-    Its state (the step count) goes into checkpoints; the schedule itself is rebuilt from
-    the config, so nothing but numbers is saved.
-    """
-    total = cfg.epochs * steps_per_epoch
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, total, cfg.schedule, cfg.warmup))
-
-
-def gradient_sync(rule: LearningRule[TargetsT], info: DistInfo) -> GradientSync:
-    """How a run combines the gradients of its processes for ``rule``.
-
-    Returns:
-        ``"none"`` for a single process; ``"ddp"`` if the rule learns through the model's
-        ``forward`` (``rule.through_forward``: the model is wrapped in
-        ``DistributedDataParallel``, which averages the gradients during backward);
-        ``"average"`` otherwise (the model is not wrapped; :class:`OptimizerUpdater`
-        averages the gradients before every update).
-    """
-    if not info.is_distributed:
-        return "none"
-    return "ddp" if rule.through_forward else "average"
-
-
-@dataclass
-class OptimizerUpdater:
-    """The trainer's :class:`~spikelib.learning.base.Updater`: forward context and weight updates.
-
-    Attributes:
-        optimizer: over the model's parameters.
-        scheduler: stepped once per update (``None``: no schedule).
-        device: where the model runs (mixed precision is for CUDA devices only).
-        amp: ``"none"`` or ``"bf16"``; applies inside :meth:`autocast` only.
-        grad_clip: clip the global gradient norm to this before each update (0: off).
-        info: this process's place in a multi-process run.
-        average: average the gradients over the processes before each update (for a rule
-            whose model is not wrapped in DDP, see :func:`gradient_sync`).
-        steps: updates applied so far.
-    """
-
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-    amp: str = "none"
-    grad_clip: float = 0.0
-    info: DistInfo = field(default_factory=DistInfo)
-    average: bool = False
-    steps: int = 0
-
-    def autocast(self) -> AbstractContextManager[Any]:
-        """Context for forward passes: bfloat16 autocast on a GPU when ``amp == "bf16"``, else nothing."""
-        return autocast(self.device, self.amp)
-
-    def step(self) -> None:
-        """One weight update: average (if asked), clip (if asked), optimizer and schedule step, zero the gradients."""
-        params = [p for group in self.optimizer.param_groups for p in group["params"]]
-        if self.average:
-            average_gradients(params, self.info)
-        if self.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], self.grad_clip)
-        self.optimizer.step()
-        if self.scheduler is not None:
-            self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.steps += 1
 
 
 def _to_device(targets: TargetsT, device: torch.device) -> TargetsT:
