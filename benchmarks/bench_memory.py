@@ -52,13 +52,14 @@ def worker(rule_name: str, num_steps: int, batch_size: int, threads: int) -> dic
 
     from spikelib.learning.rules import make_rule
     from spikelib.models.localizer import LocalizerConfig, build_localizer
+    from spikelib.training.update import OptimizerUpdater
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     config = LocalizerConfig(num_steps=num_steps)
     model = build_localizer(config)
     rule = make_rule(rule_name)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    update = OptimizerUpdater(torch.optim.Adam(model.parameters(), lr=1e-3))
     generator = torch.Generator().manual_seed(0)
     images = torch.rand(batch_size, config.in_channels, config.image_size, config.image_size, generator=generator)
     corner = 0.5 * torch.rand(batch_size, 2, generator=generator)
@@ -66,13 +67,13 @@ def worker(rule_name: str, num_steps: int, batch_size: int, threads: int) -> dic
         "box": torch.cat([corner, corner + 0.4], dim=1),
         "label": torch.randint(0, config.num_classes, (batch_size,), generator=generator),
     }
-    rule.train_step(model, images, targets, optimizer)  # warm-up
+    rule.train_step(model, images, targets, update)  # warm-up
     gc.collect()
     ctypes.CDLL(None).malloc_trim(0)  # give freed heap pages back, so the step must take its own
     Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
     before = _status_kib("VmRSS")
     start = time.perf_counter()
-    rule.train_step(model, images, targets, optimizer)
+    rule.train_step(model, images, targets, update)
     seconds = time.perf_counter() - start
     peak = _status_kib("VmHWM")
     return {

@@ -56,12 +56,12 @@ _PUBLIC: dict[str, str] = {
     ),
     "SpikingMLP": "spikelib.models.mlp",
     # learning rules
-    "LearningRule": "spikelib.learning.base",
-    "BPTT": "spikelib.learning.bptt",
+    **dict.fromkeys(["LearningRule", "TrainingDiverged"], "spikelib.learning.base"),
+    **dict.fromkeys(["BPTT", "ClassifierBPTT"], "spikelib.learning.bptt"),
     "DECOLLE": "spikelib.learning.decolle",
     "localization_loss": "spikelib.learning.losses",
     # training and evaluation
-    **dict.fromkeys(["fit", "TrainingDiverged"], "spikelib.training.trainer"),
+    **dict.fromkeys(["fit", "train_one_epoch"], "spikelib.training.trainer"),
     "TrainConfig": "spikelib.training.config",
     **dict.fromkeys(["predict", "evaluate"], "spikelib.eval.evaluate"),
     "SpikeCounter": "spikelib.eval.activity",

@@ -13,13 +13,14 @@ import pytest
 import torch
 from torchvision.ops import box_iou
 
-from spikelib.learning.base import NonFiniteLossError
+from spikelib.learning.base import LearningRule, TrainingDiverged
 from spikelib.learning.bptt import BPTT
 from spikelib.learning.decolle import DECOLLE, RandomReadout, rate_floor_penalty
 from spikelib.learning.losses import localization_loss
 from spikelib.learning.rules import make_rule
 from spikelib.models.localizer import build_ann_twin, build_localizer, preset
 from spikelib.snn.neurons import LIFState
+from spikelib.training.update import OptimizerUpdater
 
 
 def _rectangles(num: int, size: int = 32, seed: int = 0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -74,7 +75,7 @@ def test_readouts_do_not_change_during_training():
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     before = {name: readout.weight.clone() for name, readout in rule.readouts_for(model).items()}
     weight_before = model.encoder[0].conv.weight.detach().clone()
-    rule.train_step(model, images, targets, optimizer)
+    rule.train_step(model, images, targets, OptimizerUpdater(optimizer))
     for name, readout in rule.readouts.items():
         assert torch.equal(readout.weight, before[name]), name
     assert not torch.equal(model.encoder[0].conv.weight, weight_before)  # the layers did learn
@@ -118,7 +119,7 @@ def test_decolle_detaches_the_state_between_steps(monkeypatch):
         return original(x, states, detach_inputs)
 
     monkeypatch.setattr(model, "step", spy)
-    DECOLLE().train_step(model, images, targets, torch.optim.SGD(model.parameters(), lr=0.0))
+    DECOLLE().train_step(model, images, targets, OptimizerUpdater(torch.optim.SGD(model.parameters(), lr=0.0)))
     assert len(seen) == model.config.num_steps
     assert seen[0][0] is None and all(detach for _, detach in seen)
     for states, _ in seen[1:]:
@@ -163,7 +164,7 @@ def test_rate_floor_revives_a_silent_layer():
         trial = build_localizer(_config())
         trial.load_state_dict(model.state_dict())
         rule = DECOLLE(rate_floor=floor, online=False)
-        rule.train_step(trial, images, targets, torch.optim.SGD(trial.parameters(), lr=0.5))
+        rule.train_step(trial, images, targets, OptimizerUpdater(torch.optim.SGD(trial.parameters(), lr=0.5)))
         biases[floor] = float(trial.decoder[-1].conv.bias.detach().mean())
     assert biases[0.0] == pytest.approx(-20.0)  # silent: no surrogate gradient reaches it
     assert biases[0.05] > -20.0 + 0.1  # the floor pushes its membrane up
@@ -172,7 +173,9 @@ def test_rate_floor_revives_a_silent_layer():
 def test_decolle_reports_head_and_local_losses():
     torch.manual_seed(0)
     model, (images, targets) = build_localizer(_config()), _rectangles(8)
-    info = DECOLLE(burn_in=1).train_step(model, images, targets, torch.optim.Adam(model.parameters(), 1e-3))
+    info = DECOLLE(burn_in=1).train_step(
+        model, images, targets, OptimizerUpdater(torch.optim.Adam(model.parameters(), 1e-3))
+    )
     for key in (
         "loss",
         "box_loss",
@@ -197,7 +200,7 @@ def test_a_short_spiking_run_improves_iou(rule_name):
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
     before = _mean_iou(model, images, targets)
     for _ in range(SHORT_STEPS):
-        rule.train_step(model, images, targets, optimizer)
+        rule.train_step(model, images, targets, OptimizerUpdater(optimizer))
     after = _mean_iou(model, images, targets)
     assert after > before + 0.2, (before, after)
 
@@ -209,7 +212,7 @@ def test_bptt_trains_the_ann_twin():
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
     before = _mean_iou(model, images, targets)
     for _ in range(SHORT_STEPS):
-        info = BPTT().train_step(model, images, targets, optimizer)
+        info = BPTT().train_step(model, images, targets, OptimizerUpdater(optimizer))
     assert _mean_iou(model, images, targets) > before + 0.2, before
     assert set(info) == {"loss", "box_loss", "class_loss", "iou", "accuracy"}
 
@@ -230,21 +233,23 @@ def test_nan_loss_raises_and_leaves_the_weights(rule):
     targets["box"][0, 0] = float("nan")  # (a NaN pixel would not do: NaN > threshold is no spike)
     weight = model.encoder[0].conv.weight.detach().clone()
     with pytest.raises(FloatingPointError, match="diverged"):
-        rule.train_step(model, images, targets, torch.optim.SGD(model.parameters(), lr=0.1))
+        rule.train_step(model, images, targets, OptimizerUpdater(torch.optim.SGD(model.parameters(), lr=0.1)))
     assert torch.equal(model.encoder[0].conv.weight, weight)
-    assert issubclass(NonFiniteLossError, FloatingPointError)
+    assert issubclass(TrainingDiverged, FloatingPointError)
 
 
 def test_misuse_raises_clear_errors():
     model, (images, targets) = build_localizer(_config()), _rectangles(2)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     with pytest.raises(TypeError, match="BPTT"):
-        DECOLLE().train_step(build_ann_twin(_config()), images, targets, optimizer)
+        DECOLLE().train_step(build_ann_twin(_config()), images, targets, OptimizerUpdater(optimizer))
     with pytest.raises(ValueError, match="burn_in"):
-        DECOLLE(burn_in=4).train_step(model, images, targets, optimizer)
+        DECOLLE(burn_in=4).train_step(model, images, targets, OptimizerUpdater(optimizer))
     membrane = build_localizer(_config(readout="membrane"))
     with pytest.raises(ValueError, match="readout='membrane'"):
-        DECOLLE().train_step(membrane, images, targets, torch.optim.SGD(membrane.parameters(), lr=0.1))
+        DECOLLE().train_step(
+            membrane, images, targets, OptimizerUpdater(torch.optim.SGD(membrane.parameters(), lr=0.1))
+        )
     with pytest.raises(ValueError, match="readout_scale"):
         DECOLLE(readout_scale=0)
     with pytest.raises(ValueError, match="rate_floor"):
@@ -260,3 +265,38 @@ def test_decolle_is_importable_from_learning():
 
     assert learning.DECOLLE is DECOLLE
     assert isinstance(make_rule("decolle", readout_scale=2.0), DECOLLE)
+
+
+def test_rules_meet_the_trainer_protocol():
+    model = build_localizer(_config())  # T = 4
+    assert isinstance(BPTT(), LearningRule) and isinstance(DECOLLE(), LearningRule)
+    assert (BPTT.through_forward, DECOLLE.through_forward) == (True, False)
+    assert BPTT().updates_per_batch(model) == 1
+    assert DECOLLE().updates_per_batch(model) == 4
+    assert DECOLLE(burn_in=1).updates_per_batch(model) == 3
+    assert DECOLLE(burn_in=1, online=False).updates_per_batch(model) == 1
+    with pytest.raises(TypeError, match="SpikingLocalizer"):
+        DECOLLE().updates_per_batch(build_ann_twin(_config()))
+
+
+@pytest.mark.parametrize("online, updates", [(True, 3), (False, 1)])
+def test_decolle_updates_as_often_as_it_announces(online, updates):
+    torch.manual_seed(0)
+    model, (images, targets) = build_localizer(_config()), _rectangles(4)
+    rule = DECOLLE(burn_in=1, online=online)
+    update = OptimizerUpdater(torch.optim.SGD(model.parameters(), lr=0.1))
+    rule.train_step(model, images, targets, update)
+    assert update.steps == updates == rule.updates_per_batch(model)
+    assert all(p.grad is None for p in model.parameters())  # every update clears the gradients
+
+
+def test_decolle_readouts_survive_a_resume_without_state():
+    """The readouts come from the rule's seed, so a new rule (a resumed run) draws the same ones."""
+    model = build_localizer(_config())
+    first, again = DECOLLE(seed=3), DECOLLE(seed=3)
+    assert first.state_dict() == {}
+    again.load_state_dict(first.state_dict())
+    for name, readout in first.readouts_for(model).items():
+        assert torch.equal(readout.weight, again.readouts_for(model)[name].weight), name
+    other = DECOLLE(seed=4).readouts_for(model)
+    assert not torch.equal(other["enc1"].weight, first.readouts["enc1"].weight)

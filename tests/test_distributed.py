@@ -16,6 +16,7 @@ import torch
 from spikelib.runtime.distributed import (
     DistInfo,
     all_reduce_mean,
+    average_gradients,
     gather_objects,
     init_distributed,
     max_replica_difference,
@@ -39,7 +40,11 @@ def test_a_single_process_needs_no_process_group(monkeypatch):
 
 
 def test_two_processes_train_identical_replicas_on_disjoint_shards(synth_root, tmp_path):
-    """BPTT through DistributedDataParallel and DECOLLE through gradient averaging, 2 gloo processes."""
+    """BPTT through DistributedDataParallel and DECOLLE through gradient averaging, 2 gloo processes.
+
+    Which of the two a rule gets is :func:`spikelib.training.update.gradient_sync`'s choice
+    (pinned in tests/test_train.py); here both must keep the replicas identical.
+    """
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     command = [
         sys.executable,
@@ -54,6 +59,8 @@ def test_two_processes_train_identical_replicas_on_disjoint_shards(synth_root, t
     ]
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    for r in (0, 1):  # gradients 0 and 1, averaged in place on both processes
+        assert torch.load(tmp_path / f"averaged-rank{r}.pt").tolist() == [0.5, 0.5]
     shards = [torch.load(tmp_path / f"shard-rank{r}.pt") for r in (0, 1)]
     assert not set(shards[0]) & set(shards[1]) and sorted(shards[0] + shards[1]) == list(range(40))
     for rule in RULES:
@@ -80,6 +87,10 @@ def _worker(root: str, out: str) -> None:
     torch.set_num_threads(1)
     out_dir = Path(out)
     info = init_distributed("cpu")
+    weight, unused = torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(1))
+    weight.grad = torch.full((2,), float(info.rank))
+    average_gradients([weight, unused], info)  # unused has no gradient: reduced as zeros
+    torch.save(weight.grad, out_dir / f"averaged-rank{info.rank}.pt")
     train = VOCLocalization(root, "SMALL", "train", policy="largest", image_size=32, cache=True, augment=True)
     loader = make_train_loader(train, batch_size=4, seed=0, info=info)
     set_epoch(loader, 0)

@@ -1,4 +1,4 @@
-"""spikelib.learning.bptt: spike-count readout, spike counting, the BPTT classification engine."""
+"""Classifiers: spike-count readout, spike counting, ClassifierBPTT on the generic trainer, fit_classifier."""
 
 from __future__ import annotations
 
@@ -13,13 +13,15 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from spikelib.data.digits import load_digits_split
 from spikelib.eval.activity import SpikeCounter
-from spikelib.learning.base import NonFiniteLossError
-from spikelib.learning.bptt import spike_count
+from spikelib.learning.base import LearningRule, TrainingDiverged
+from spikelib.learning.bptt import ClassifierBPTT, spike_count
 from spikelib.models.mlp import SpikingMLP
 from spikelib.snn.encoding import direct_encode
 from spikelib.snn.neurons import LIF
 from spikelib.snn.surrogate import FastSigmoid, Heaviside
-from spikelib.training.classifier import evaluate_classifier, fit_classifier, train_classifier_epoch
+from spikelib.training import trainer
+from spikelib.training.classifier import evaluate_classifier, fit_classifier
+from spikelib.training.trainer import train_one_epoch
 
 NUM_STEPS = 10
 ENCODE = functools.partial(direct_encode, num_steps=NUM_STEPS)
@@ -120,8 +122,9 @@ def test_heaviside_network_does_not_learn(digits):
     weights_before = [p.detach().clone() for p in model.parameters()]
     train_loader, test_loader = _loaders(digits)
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
-    epoch = train_classifier_epoch(model, train_loader, optimizer, ENCODE)
-    assert len(epoch["batch_losses"]) == math.ceil(1437 / 64)
+    batches = []
+    train_one_epoch(model, ClassifierBPTT(ENCODE), train_loader, optimizer, progress=False, on_batch=batches.append)
+    assert len(batches) == math.ceil(1437 / 64)
     for before, after in zip(weights_before, model.parameters()):
         assert torch.equal(before, after)  # zero gradient: Adam takes no step
     assert evaluate_classifier(model, test_loader, ENCODE)["accuracy"] < 0.3
@@ -130,12 +133,15 @@ def test_heaviside_network_does_not_learn(digits):
 def test_train_epoch_reports_sample_weighted_loss(digits):
     model = _mlp()
     train_loader, _ = _loaders(digits, batch_size=500)  # batches of 500, 500, 437
-    epoch = train_classifier_epoch(model, train_loader, torch.optim.SGD(model.parameters(), lr=0.0), ENCODE)
+    batches = []
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    epoch = train_one_epoch(
+        model, ClassifierBPTT(ENCODE), train_loader, optimizer, progress=False, on_batch=batches.append
+    )
     sizes = [500, 500, 437]
-    expected = sum(loss * size for loss, size in zip(epoch["batch_losses"], sizes)) / 1437
-    assert epoch["loss"] == pytest.approx(expected)
-    assert epoch["num_samples"] == 1437
-    assert 0.0 <= epoch["spike_rate"] <= 1.0
+    expected = sum(batch["loss"] * size for batch, size in zip(batches, sizes)) / 1437
+    assert len(batches) == 3 and epoch["train_loss"] == pytest.approx(expected)
+    assert 0.0 <= epoch["train_spike_rate"] <= 1.0
 
 
 def _nan_loss(scores, labels):
@@ -147,7 +153,7 @@ def test_nan_loss_raises_before_updating_weights(digits):
     weights_before = [p.detach().clone() for p in model.parameters()]
     train_loader, test_loader = _loaders(digits)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    with pytest.raises(NonFiniteLossError, match="epoch 1: the loss is nan at batch 0"):
+    with pytest.raises(TrainingDiverged, match="epoch 1, step 1: the loss is nan at this batch"):
         fit_classifier(model, train_loader, test_loader, optimizer, ENCODE, num_epochs=2, loss_fn=_nan_loss)
     for before, after in zip(weights_before, model.parameters()):
         assert torch.equal(before, after)
@@ -156,14 +162,9 @@ def test_nan_loss_raises_before_updating_weights(digits):
 def test_infinite_loss_raises_in_an_epoch():
     model = SpikingMLP(4, 3, 2)
     loader = [(torch.rand(2, 4), torch.tensor([0, 1]))]
-    with pytest.raises(NonFiniteLossError, match="inf"):
-        train_classifier_epoch(
-            model,
-            loader,
-            torch.optim.SGD(model.parameters(), lr=0.1),
-            ENCODE,
-            loss_fn=lambda scores, labels: scores.sum() + float("inf"),
-        )
+    rule = ClassifierBPTT(ENCODE, loss_fn=lambda scores, labels: scores.sum() + float("inf"))
+    with pytest.raises(TrainingDiverged, match="inf"):
+        train_one_epoch(model, rule, loader, torch.optim.SGD(model.parameters(), lr=0.1), progress=False)
 
 
 def test_fit_calls_back_once_per_epoch_with_the_record(digits):
@@ -205,3 +206,62 @@ def test_empty_loader_raises():
     model = SpikingMLP(4, 3, 2)
     with pytest.raises(ValueError, match="no batch"):
         evaluate_classifier(model, [], ENCODE)
+
+
+def test_classifier_rule_meets_the_trainer_protocol():
+    rule = ClassifierBPTT(ENCODE)
+    assert isinstance(rule, LearningRule)
+    assert rule.through_forward and rule.updates_per_batch(SpikingMLP(4, 3, 2)) == 1
+    assert rule.state_dict() == {}
+    with pytest.raises(TypeError, match="encode must be callable"):
+        ClassifierBPTT(None)
+
+
+def test_classifier_rule_trains_a_non_spiking_model_too():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 2))
+    rule = ClassifierBPTT(encode=nn.Identity(), readout=nn.Identity())
+    loader = [(torch.rand(8, 4), torch.randint(0, 2, (8,))) for _ in range(3)]
+    stats = train_one_epoch(model, rule, loader, torch.optim.SGD(model.parameters(), lr=0.1), progress=False)
+    assert set(stats) == {"train_loss", "train_accuracy", "lr", "train_seconds"}  # no spikes to count
+
+
+def test_fit_classifier_trains_through_the_generic_train_one_epoch(digits, monkeypatch):
+    calls = []
+
+    def spy(model, rule, loader, *args, **kwargs):
+        calls.append(rule)
+        return train_one_epoch(model, rule, loader, *args, **kwargs)
+
+    monkeypatch.setattr(trainer, "train_one_epoch", spy)
+    model = _mlp()
+    small = TensorDataset(*(t[:128] for t in digits[0].tensors))
+    train_loader, test_loader = _loaders((small, small))
+    fit_classifier(model, train_loader, test_loader, torch.optim.Adam(model.parameters()), ENCODE, num_epochs=2)
+    assert len(calls) == 2 and all(isinstance(rule, ClassifierBPTT) for rule in calls)
+
+
+def test_fit_classifier_equals_a_hand_written_bptt_loop(digits):
+    """Same loader order, same Adam, constant learning rate: losses and weights match bit for bit."""
+    small = TensorDataset(*(t[:192] for t in digits[0].tensors))
+    losses, weights = {}, {}
+    for way in ("fit_classifier", "by hand"):
+        model = _mlp()
+        train_loader, test_loader = _loaders((small, small))
+        optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
+        if way == "fit_classifier":
+            history = fit_classifier(model, train_loader, test_loader, optimizer, ENCODE, num_epochs=2)
+            losses[way] = [loss for record in history for loss in record["batch_losses"]]
+        else:
+            losses[way] = []
+            for _ in range(2):
+                for images, labels in train_loader:
+                    loss = F.cross_entropy(spike_count(model(ENCODE(images))), labels)
+                    optimizer.zero_grad()
+                    loss.backward()
+                    optimizer.step()
+                    losses[way].append(loss.item())
+        weights[way] = [p.detach().clone() for p in model.parameters()]
+    assert len(losses["by hand"]) == 6 and losses["fit_classifier"] == losses["by hand"]
+    assert all(torch.equal(a, b) for a, b in zip(weights["fit_classifier"], weights["by hand"]))
+    assert not torch.equal(weights["by hand"][0], next(_mlp().parameters()))  # it did learn

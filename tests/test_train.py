@@ -14,19 +14,16 @@ from torch.utils.data import ConcatDataset, Subset
 from spikelib.data import VOCLocalization
 from spikelib.data.datasets import dataset_classes, dataset_ground_truth
 from spikelib.eval.evaluate import evaluate, predict
+from spikelib.learning.base import LearningRule, TrainingDiverged
 from spikelib.learning.bptt import BPTT
-from spikelib.models.localizer import Prediction, decode_boxes
+from spikelib.learning.decolle import DECOLLE
+from spikelib.learning.losses import localization_loss
+from spikelib.models.localizer import Prediction, build_localizer, decode_boxes, preset
+from spikelib.runtime.distributed import DistInfo
+from spikelib.training import update as update_module
 from spikelib.training.config import TrainConfig
-from spikelib.training.trainer import (
-    CHECKPOINT,
-    METRICS_LOG,
-    TrainingDiverged,
-    fit,
-    lr_factor,
-    make_train_loader,
-    set_epoch,
-    train_one_epoch,
-)
+from spikelib.training.trainer import CHECKPOINT, METRICS_LOG, fit, make_train_loader, set_epoch, train_one_epoch
+from spikelib.training.update import OptimizerUpdater, gradient_sync, lr_factor
 
 SIZE = 16
 
@@ -256,9 +253,91 @@ def test_grad_clip_bounds_the_gradient_norm_of_every_step(synth_root):
     train, _ = _datasets(synth_root)
     torch.manual_seed(0)
     model = TinyLocalizer()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
     norms = []
-    history = fit(model, BPTT(), train, None, _config(epochs=1, grad_clip=1e-3, lr=0.0), progress=False)
-    for p in model.parameters():  # with lr 0 the weights stay, but the last step's clipped gradients remain
-        norms.append(p.grad.norm() ** 2)
-    assert float(sum(norms)) ** 0.5 <= 1e-3 + 1e-6
+    optimizer.register_step_pre_hook(
+        lambda opt, args, kwargs: norms.append(float(sum(p.grad.norm() ** 2 for p in model.parameters()) ** 0.5))
+    )
+    history = fit(model, BPTT(), train, None, _config(epochs=1, grad_clip=1e-3), optimizer=optimizer, progress=False)
+    assert len(norms) == 5 and max(norms) <= 1e-3 + 1e-6
     assert "val_miou" not in history[0]
+
+
+class RecordingRule:
+    """BPTT that notes whether autocast is on in its forward pass, its backward pass and the update."""
+
+    name = "recording"
+    through_forward = True
+
+    def __init__(self) -> None:
+        self.seen: dict[str, list[bool]] = {"forward": [], "backward": [], "update": []}
+
+    def updates_per_batch(self, model: nn.Module) -> int:
+        return 1
+
+    def train_step(self, model, images, targets, update):
+        with update.autocast():
+            self.seen["forward"].append(torch.is_autocast_enabled("cpu"))
+            loss, info = localization_loss(model(images), targets)
+        loss.register_hook(lambda grad: self.seen["backward"].append(torch.is_autocast_enabled("cpu")))
+        loss.backward()
+        update.step()
+        return info
+
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, state):
+        pass
+
+
+def test_autocast_covers_the_forward_pass_only(synth_root, monkeypatch):
+    # the trainer autocasts on GPUs only; let it autocast to bfloat16 on the CPU here
+    monkeypatch.setattr(update_module, "autocast", lambda device, amp: torch.autocast("cpu", dtype=torch.bfloat16))
+    train, _ = _datasets(synth_root)
+    torch.manual_seed(0)
+    model, rule = TinyLocalizer(), RecordingRule()
+    assert isinstance(rule, LearningRule)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    optimizer.register_step_pre_hook(lambda *_: rule.seen["update"].append(torch.is_autocast_enabled("cpu")))
+    loader = make_train_loader(train, batch_size=8, seed=0)
+    train_one_epoch(model, rule, loader, optimizer, amp="bf16", progress=False)
+    assert rule.seen["forward"] == [True] * 5
+    assert rule.seen["backward"] == [False] * 5 and rule.seen["update"] == [False] * 5
+
+
+def test_the_schedule_steps_once_per_decolle_update_and_follows_lr_factor(synth_root):
+    """DECOLLE online with T = 4, burn-in 1: 3 updates per batch, each one step of the schedule."""
+    train, _ = _datasets(synth_root)
+    torch.manual_seed(0)
+    model = build_localizer(preset("tiny", num_steps=4, image_size=SIZE, head_pool=4))
+    rule = DECOLLE(burn_in=1, readout_pool=4)
+    cfg = _config(epochs=2, lr=0.002, warmup=0.2)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    lrs = []
+    optimizer.register_step_pre_hook(lambda opt, args, kwargs: lrs.append(opt.param_groups[0]["lr"]))
+    history = fit(model, rule, train, None, cfg, optimizer=optimizer, progress=False)
+    total = 2 * 5 * 3  # epochs x batches x updates per batch
+    assert len(lrs) == total
+    assert lrs == pytest.approx([cfg.lr * lr_factor(step, total, cfg.schedule, cfg.warmup) for step in range(total)])
+    assert history[-1]["lr"] == pytest.approx(cfg.lr * lr_factor(total, total, cfg.schedule, cfg.warmup))
+
+
+def test_the_updater_clips_steps_the_schedule_and_clears_the_gradients():
+    weight = nn.Parameter(torch.tensor([1.0, 1.0]))
+    optimizer = torch.optim.SGD([weight], lr=1.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5**step)
+    update = OptimizerUpdater(optimizer, scheduler, grad_clip=0.5)
+    weight.grad = torch.tensor([3.0, 4.0])  # norm 5, clipped to 0.5
+    update.step()
+    assert weight.detach().tolist() == pytest.approx([1 - 0.3, 1 - 0.4])
+    assert weight.grad is None and update.steps == 1 and optimizer.param_groups[0]["lr"] == 0.5
+    with update.autocast():  # amp "none": no mixed precision anywhere
+        assert not torch.is_autocast_enabled("cpu")
+
+
+def test_the_rule_decides_between_ddp_and_gradient_averaging():
+    two = DistInfo(rank=0, world_size=2, backend="gloo")
+    assert gradient_sync(BPTT(), two) == "ddp"
+    assert gradient_sync(DECOLLE(), two) == "average"
+    assert gradient_sync(BPTT(), DistInfo()) == gradient_sync(DECOLLE(), DistInfo()) == "none"

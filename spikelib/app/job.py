@@ -46,6 +46,7 @@ from spikelib.data.datasets import dataset_classes
 from spikelib.data.voc import VOC_YEARS
 from spikelib.eval.activity import spike_activity
 from spikelib.eval.evaluate import evaluate, predict
+from spikelib.learning.base import LearningRule, LocalizationTargets
 from spikelib.learning.rules import make_rule
 from spikelib.models.localizer import build_ann_twin, build_localizer
 from spikelib.paths import runs_root
@@ -199,7 +200,7 @@ def build_model(kind: str, cfg: RunConfig) -> torch.nn.Module:
     return build_localizer(model_cfg) if kind == "snn" else build_ann_twin(model_cfg)
 
 
-def build_rule(kind: str, cfg: RunConfig) -> Any:
+def build_rule(kind: str, cfg: RunConfig) -> LearningRule[LocalizationTargets]:
     """The learning rule of ``kind``: ``train.rule`` for the SNN, BPTT for the ANN (with the loss options)."""
 
     tcfg = cfg.train_config(kind)

@@ -1,19 +1,23 @@
 """Learning rules (BPTT, DECOLLE) and the losses they minimise."""
 
-from spikelib.learning.base import NonFiniteLossError, check_finite_loss
-from spikelib.learning.bptt import BPTT, check_loss_kwargs, spike_count
+from spikelib.learning.base import LearningRule, LocalizationTargets, TrainingDiverged, Updater, check_finite_loss
+from spikelib.learning.bptt import BPTT, ClassifierBPTT, check_loss_kwargs, spike_count
 from spikelib.learning.decolle import DECOLLE, RandomReadout, rate_floor_penalty
 from spikelib.learning.losses import BOX_LOSSES, box_regression_loss, localization_loss
 from spikelib.learning.rules import RULES, make_rule
 
 __all__ = [
-    "NonFiniteLossError",
+    "TrainingDiverged",
     "check_finite_loss",
+    "LearningRule",
+    "LocalizationTargets",
+    "Updater",
     "BOX_LOSSES",
     "box_regression_loss",
     "localization_loss",
     "spike_count",
     "BPTT",
+    "ClassifierBPTT",
     "check_loss_kwargs",
     "RandomReadout",
     "rate_floor_penalty",

@@ -8,33 +8,60 @@ They meet through two small protocols:
 
 * :class:`LearningRule`: what the trainer asks of a rule (:class:`~spikelib.learning.bptt.BPTT`,
   :class:`~spikelib.learning.decolle.DECOLLE`, :class:`~spikelib.learning.bptt.ClassifierBPTT`).
+  It is generic in the targets of a batch: :class:`LocalizationTargets` for the
+  localizer, a ``Tensor[B]`` of class labels for a classifier.
 * :class:`Updater`: what the trainer hands the rule for one batch: a context for forward
   passes and the call that applies one weight update.
+
+A run that diverges (NaN or infinite loss, NaN weights) raises :class:`TrainingDiverged`,
+never ``sys.exit`` (which would kill a notebook's kernel).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NotRequired, Protocol, TypedDict, TypeVar, runtime_checkable
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["NonFiniteLossError", "check_finite_loss", "Updater", "LearningRule"]
+__all__ = ["TrainingDiverged", "check_finite_loss", "LocalizationTargets", "Updater", "LearningRule"]
 
 
-class NonFiniteLossError(FloatingPointError):
-    """The training loss became NaN or infinite (diverged); raised instead of going on."""
+class TrainingDiverged(FloatingPointError):
+    """Training diverged: the loss became NaN or infinite, or a weight NaN or infinite.
+
+    Raised by a rule (:func:`check_finite_loss`, before the update, so the weights keep
+    their last finite values) and re-raised by the trainer with the epoch, the step and
+    the last good checkpoint in the message.
+    """
 
 
 def check_finite_loss(loss: Tensor, where: str) -> None:
-    """Raise :class:`NonFiniteLossError` if ``loss`` holds NaN or infinity (``where`` goes into the message)."""
+    """Raise :class:`TrainingDiverged` if ``loss`` holds NaN or infinity (``where`` goes into the message)."""
     if not torch.isfinite(loss).all():
-        raise NonFiniteLossError(
+        raise TrainingDiverged(
             f"the loss is {loss.item()} at {where}: training diverged. Lower the learning rate, "
             "check the inputs for NaN, or use a surrogate with a smaller peak derivative."
         )
+
+
+class LocalizationTargets(TypedDict):
+    """The targets of a localization batch, as :class:`spikelib.data.VOCLocalization` collates them.
+
+    Attributes:
+        box (Tensor[B, 4]): normalized ``xyxy`` box of each image's object.
+        label (Tensor[B]): its class index (int64).
+        index (Tensor[B]): each image's index in its dataset (not used for learning).
+    """
+
+    box: Tensor
+    label: Tensor
+    index: NotRequired[Tensor]
+
+
+TargetsT = TypeVar("TargetsT", contravariant=True)
 
 
 class Updater(Protocol):
@@ -47,14 +74,15 @@ class Updater(Protocol):
     def step(self) -> None:
         """Apply the gradients accumulated so far as one weight update, then clear them.
 
-        The trainer clips them, averages them over processes where the model is not wrapped
-        in DDP, steps the optimizer and the learning-rate schedule, and zeroes the gradients.
+        The trainer averages them over processes where the model is not wrapped in DDP,
+        clips them, steps the optimizer and the learning-rate schedule, and zeroes the
+        gradients.
         """
         ...
 
 
 @runtime_checkable
-class LearningRule(Protocol):
+class LearningRule(Protocol[TargetsT]):
     """A learning rule, as the trainer sees it.
 
     Attributes:
@@ -73,10 +101,12 @@ class LearningRule(Protocol):
         """How many times :meth:`train_step` calls ``update.step()`` per batch (sizes the schedule)."""
         ...
 
-    def train_step(
-        self, model: nn.Module, images: Tensor, targets: Mapping[str, Tensor], update: Updater
-    ) -> dict[str, float]:
-        """Learn from one batch; returns metrics of the batch (at least ``loss``)."""
+    def train_step(self, model: nn.Module, inputs: Tensor, targets: TargetsT, update: Updater) -> dict[str, float]:
+        """Learn from one batch; returns metrics of the batch (at least ``loss``).
+
+        The gradients are zero when it is called. Every forward pass that should run in
+        mixed precision goes inside ``update.autocast()``; backward passes stay outside.
+        """
         ...
 
     def state_dict(self) -> dict[str, Any]:

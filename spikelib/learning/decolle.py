@@ -35,7 +35,7 @@ and each step's graph is freed by its backward pass before the next step is buil
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from spikelib.checks import check_number
-from spikelib.learning.base import check_finite_loss
+from spikelib.learning.base import LocalizationTargets, Updater, check_finite_loss
 from spikelib.learning.bptt import check_loss_kwargs
 from spikelib.learning.losses import localization_loss
 from spikelib.models.localizer import Prediction, SpikingLocalizer, decode_boxes
@@ -151,8 +151,13 @@ class DECOLLE:
     :math:`\lambda`), :math:`F[t]` the head's input (the running mean of the last layer's spikes,
     or its current spikes, per the model's ``readout``), with every layer's input and every
     neuron state detached. Each weight therefore receives the gradient of its own layer's
-    local loss only. With ``online=True`` (default, as in the paper) the optimizer steps
-    after every time step; with ``online=False`` once per batch.
+    local loss only. With ``online=True`` (default, as in the paper) the weights are updated
+    after every learning step (``T - burn_in`` updates per batch, and as many steps of the
+    learning-rate schedule); with ``online=False`` once per batch.
+
+    The trainer does not wrap the model in ``DistributedDataParallel`` for it
+    (``through_forward = False``: the model runs step by step, not through ``forward``); in
+    a multi-process run it averages the gradients before every update instead.
 
     Args:
         readout_scale (float): :math:`a`, the bound of the random readout weights is
@@ -175,6 +180,7 @@ class DECOLLE:
     """
 
     name = "decolle"
+    through_forward = False
 
     def __init__(
         self,
@@ -222,16 +228,28 @@ class DECOLLE:
             self._built_for = key
         return self.readouts
 
+    def updates_per_batch(self, model: nn.Module) -> int:
+        """``T - burn_in`` weight updates per batch when ``online``, else 1.
+
+        Raises:
+            TypeError: ``model`` is not a :class:`~spikelib.models.localizer.SpikingLocalizer`.
+        """
+        if not isinstance(model, SpikingLocalizer):
+            raise TypeError(f"DECOLLE trains a SpikingLocalizer, got {type(model).__name__}")
+        return max(1, model.config.num_steps - self.burn_in) if self.online else 1
+
     def train_step(
-        self, model: SpikingLocalizer, images: Tensor, targets: dict[str, Tensor], optimizer: torch.optim.Optimizer
+        self, model: SpikingLocalizer, images: Tensor, targets: LocalizationTargets, update: Updater
     ) -> dict[str, float]:
         """One batch, presented for ``T`` steps, learning locally at each.
 
         Args:
             model (SpikingLocalizer): the network (its head is trained too).
             images (Tensor[B, C, H, W]): the batch.
-            targets (dict): ``{"box": Tensor[B, 4], "label": Tensor[B]}``.
-            optimizer: over ``model``'s parameters (the readouts have none).
+            targets (LocalizationTargets): ``{"box": Tensor[B, 4], "label": Tensor[B]}``.
+            update: from the trainer: every step's forward pass and losses run inside
+                ``update.autocast()``, each backward outside it; ``update.step()`` after
+                every learning step (``online``) or once at the end.
 
         Returns:
             dict[str, float]: of the head's prediction at the last step, as :class:`BPTT`
@@ -242,7 +260,7 @@ class DECOLLE:
         Raises:
             ValueError: ``burn_in >= T``, or a model whose ``readout`` is neither ``"mean"``
                 nor ``"last"`` (the head learns online from spikes here).
-            NonFiniteLossError: NaN or infinite loss.
+            TrainingDiverged: NaN or infinite loss.
         """
         readouts = self.readouts_for(model)  # first: refuses the twin, whose config has no readout
         cfg = model.config
@@ -259,39 +277,50 @@ class DECOLLE:
         states: list[LIFState] | None = None
         last_sum: Tensor | None = None
         head_info: dict[str, float] = {}
-        optimizer.zero_grad(set_to_none=True)
         for t, x in enumerate(model.encode(images).unbind(0)):
             learn = t >= self.burn_in
-            with torch.set_grad_enabled(learn):
+            with torch.set_grad_enabled(learn), update.autocast():
                 spks, states_with_grad = model.step(x, states, detach_inputs=True)
             states = [LIFState(state.mem.detach()) for state in states_with_grad]  # no gradient through time
             last = spks[-1].detach()
             last_sum = last if last_sum is None else last_sum + last
             if not learn:
                 continue
-            total = spks[-1].new_zeros(())
-            for index, (name, spk) in enumerate(zip(names, spks)):
-                local, info = localization_loss(readouts[name](spk), targets, **self.loss_kwargs)
-                total = total + local
-                local_sums[name] += info["loss"]
-                if self.rate_floor > 0:
-                    penalty = rate_floor_penalty(spk, states_with_grad[index].mem, cfg.threshold, self.rate_floor)
-                    total = total + self.rate_weight * penalty
-            features = last_sum / (t + 1) if cfg.readout == "mean" else last
-            head_loss, head_info = localization_loss(model.head(features), targets, **self.loss_kwargs)
-            total = total + head_loss
+            with update.autocast():
+                total = spks[-1].new_zeros(())
+                for index, (name, spk) in enumerate(zip(names, spks)):
+                    local, info = localization_loss(readouts[name](spk), targets, **self.loss_kwargs)
+                    total = total + local
+                    local_sums[name] += info["loss"]
+                    if self.rate_floor > 0:
+                        penalty = rate_floor_penalty(spk, states_with_grad[index].mem, cfg.threshold, self.rate_floor)
+                        total = total + self.rate_weight * penalty
+                features = last_sum / (t + 1) if cfg.readout == "mean" else last
+                head_loss, head_info = localization_loss(model.head(features), targets, **self.loss_kwargs)
+                total = total + head_loss
             check_finite_loss(total, f"DECOLLE step t={t}")
             total.backward()  # frees this step's graph
             if self.online:
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
+                update.step()
         if not self.online:
-            optimizer.step()
+            update.step()
         num_learning_steps = cfg.num_steps - self.burn_in
         result = dict(head_info)
         result["local_loss"] = sum(local_sums.values()) / num_learning_steps
         result.update({f"local_loss_{name}": value / num_learning_steps for name, value in local_sums.items()})
         return result
+
+    def state_dict(self) -> dict[str, Any]:
+        """Nothing to keep: the readouts' fixed random weights are drawn from ``seed``.
+
+        :meth:`readouts_for` rebuilds them from a generator seeded with ``seed`` (never the
+        global random state), so a resumed run that builds the rule with the same options
+        gets the same readouts bit for bit.
+        """
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Nothing to restore (see :meth:`state_dict`)."""
 
     @torch.no_grad()
     def layer_predictions(self, model: SpikingLocalizer, images: Tensor) -> dict[str, Prediction]:

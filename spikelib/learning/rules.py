@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from spikelib.learning.base import LearningRule, LocalizationTargets
 from spikelib.learning.bptt import BPTT
 from spikelib.learning.decolle import DECOLLE
 
@@ -14,7 +15,7 @@ __all__ = ["RULES", "make_rule"]
 RULES: tuple[str, ...] = ("bptt", "decolle")
 
 
-def make_rule(name: str, **kwargs: Any) -> Any:
+def make_rule(name: str, **kwargs: Any) -> LearningRule[LocalizationTargets]:
     """Build a learning rule by name: ``"bptt"`` -> :class:`BPTT`, ``"decolle"`` ->
     :class:`spikelib.learning.decolle.DECOLLE`, with ``kwargs`` passed to its constructor.
 

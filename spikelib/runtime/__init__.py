@@ -4,7 +4,7 @@ from spikelib.runtime.device import autocast, resolve_device, seed_everything
 from spikelib.runtime.distributed import (
     DistInfo,
     all_reduce_mean,
-    average_gradients_before_step,
+    average_gradients,
     barrier,
     broadcast_parameters,
     gather_objects,
@@ -21,7 +21,7 @@ __all__ = [
     "shutdown_distributed",
     "prepare_model",
     "unwrap",
-    "average_gradients_before_step",
+    "average_gradients",
     "broadcast_parameters",
     "all_reduce_mean",
     "gather_objects",

@@ -16,9 +16,9 @@ What each piece does:
   rules (BPTT), which averages the gradients during the backward pass. A rule that
   updates the weights several times per batch from local losses, outside the model's
   ``forward`` (DECOLLE), cannot go through DDP's forward; for it the replicas start from
-  rank 0's weights and an optimizer step pre-hook averages the gradients across
-  processes before every step (:func:`average_gradients_before_step`), which keeps the
-  replicas identical just the same.
+  rank 0's weights and the trainer averages the gradients across
+  processes before every weight update (:func:`average_gradients`), which
+  keeps the replicas identical just the same.
 * Every process sees a different shard of the data (``DistributedSampler``); metrics are
   averaged across processes (:func:`all_reduce_mean`) and evaluation predictions gathered
   (:func:`gather_objects`); only rank 0 writes logs, checkpoints and reports.
@@ -27,7 +27,7 @@ What each piece does:
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,7 +41,7 @@ __all__ = [
     "shutdown_distributed",
     "prepare_model",
     "unwrap",
-    "average_gradients_before_step",
+    "average_gradients",
     "broadcast_parameters",
     "all_reduce_mean",
     "gather_objects",
@@ -118,30 +118,23 @@ def broadcast_parameters(model: nn.Module, info: DistInfo) -> None:
                 dist.broadcast(tensor.data, src=0)
 
 
-def average_gradients_before_step(optimizer: torch.optim.Optimizer, info: DistInfo) -> Any:
-    """Make every ``optimizer.step()`` first average the gradients over the processes.
+def average_gradients(parameters: Iterable[nn.Parameter], info: DistInfo) -> None:
+    """Average the gradients of ``parameters`` over the processes, in place.
 
-    Registered with ``optimizer.register_step_pre_hook``; each gradient is summed with one
-    ``all_reduce`` and divided by the world size. Every process must call ``step`` the same
-    number of times (true when they see equally many batches of equal length, which
-    ``DistributedSampler`` ensures). A parameter without a gradient on one process but
-    with one on another would deadlock; the hook therefore reduces a zero gradient for it.
-
-    Returns:
-        The hook handle (``.remove()`` undoes it), or ``None`` for a single process.
+    Each gradient is summed with one ``all_reduce`` and divided by the world size. Every
+    process must call it the same number of times (true when they see equally many
+    batches of equal length, which ``DistributedSampler`` ensures, and the rule updates
+    equally often per batch). A parameter without a gradient on one process but with one
+    on another would deadlock; it therefore reduces a zero gradient for it. Does nothing
+    for a single process.
     """
     if not info.is_distributed:
-        return None
-
-    def hook(opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-        for group in opt.param_groups:
-            for param in group["params"]:
-                if param.grad is None:
-                    param.grad = torch.zeros_like(param)
-                dist.all_reduce(param.grad, op=dist.ReduceOp.SUM)
-                param.grad /= info.world_size
-
-    return optimizer.register_step_pre_hook(hook)
+        return
+    for param in parameters:
+        if param.grad is None:
+            param.grad = torch.zeros_like(param)
+        dist.all_reduce(param.grad, op=dist.ReduceOp.SUM)
+        param.grad /= info.world_size
 
 
 def prepare_model(model: nn.Module, info: DistInfo, device: torch.device, through_forward: bool = True) -> nn.Module:
@@ -154,7 +147,7 @@ def prepare_model(model: nn.Module, info: DistInfo, device: torch.device, throug
         through_forward: the learning rule computes its loss from ``model(images)`` and
             calls ``backward`` once per step (BPTT): wrap in ``DistributedDataParallel``.
             False (DECOLLE): return ``model`` unwrapped, with rank 0's weights broadcast;
-            pair it with :func:`average_gradients_before_step`.
+            pair it with :func:`average_gradients` before every update.
     """
     if not info.is_distributed:
         return model

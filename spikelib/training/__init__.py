@@ -9,19 +9,25 @@ from spikelib.training.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
-from spikelib.training.classifier import evaluate_classifier, fit_classifier, train_classifier_epoch
+from spikelib.training.classifier import evaluate_classifier, fit_classifier
 from spikelib.training.config import AMP_MODES, DEVICES, OPTIMIZERS, SCHEDULES, TrainConfig
 from spikelib.training.trainer import (
     CHECKPOINT,
     METRICS_LOG,
     TrainingDiverged,
-    build_optimizer,
-    build_scheduler,
     fit,
-    lr_factor,
     make_train_loader,
     set_epoch,
     train_one_epoch,
+    validate_localization,
+)
+from spikelib.training.update import (
+    GradientSync,
+    OptimizerUpdater,
+    build_optimizer,
+    build_scheduler,
+    gradient_sync,
+    lr_factor,
 )
 
 __all__ = [
@@ -43,11 +49,14 @@ __all__ = [
     "build_optimizer",
     "lr_factor",
     "build_scheduler",
+    "GradientSync",
+    "gradient_sync",
+    "OptimizerUpdater",
     "train_one_epoch",
+    "validate_localization",
     "fit",
     "METRICS_LOG",
     "CHECKPOINT",
-    "train_classifier_epoch",
     "evaluate_classifier",
     "fit_classifier",
 ]

@@ -10,7 +10,7 @@ A checkpoint is a plain dict saved with ``torch.save``:
 ``model``             ``model.state_dict()`` (unwrapped from DDP)
 ``optimizer``         ``optimizer.state_dict()``
 ``scheduler``         ``scheduler.state_dict()``
-``rule``              the learning rule's ``state_dict()`` if it has one, else ``{}``
+``rule``              the learning rule's ``state_dict()`` (``{}`` for the rules here)
 ``rng``               torch (CPU and CUDA), NumPy and Python ``random`` generator states
 ``data_epoch``        the epoch the augmentation draws from next (``dataset.set_epoch``)
 ``model_config``      ``model.config.to_dict()``: what the model of this kind is built from

@@ -39,7 +39,7 @@ class TrainConfig:
             down to lr/1000), "cosine" (cosine from lr, after the same warm-up) or "constant".
         warmup: share of the steps spent warming up, in [0, 0.5].
         grad_clip: clip the global gradient norm to this (0: off). Applied by the
-            trainer through an optimizer step pre-hook, so it works with any learning rule.
+            trainer before every weight update, so it works with any learning rule.
         amp: "none" or "bf16" (autocast the forward pass to bfloat16 on a GPU; ignored on a CPU).
         rule: learning rule of the SNN, "bptt" or "decolle" (the ANN always uses BPTT).
         rule_options: keyword arguments of that rule (see :func:`spikelib.learning.rules.make_rule`).

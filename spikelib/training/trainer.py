@@ -1,46 +1,43 @@
-r"""The training engine: one loop for the spiking localizer and its ANN twin.
+r"""The training engine: one loop for every model and learning rule.
 
 Small functions, each usable alone (torchvision's ``references/detection/engine.py``,
 minGPT's ``Trainer``):
 
-* :func:`train_one_epoch` runs a learning rule (``rule.train_step(model, images,
-  targets, optimizer)``, BPTT or DECOLLE, see :mod:`spikelib.learning.bptt`) over one pass of
-  a loader and returns the epoch's mean loss, IoU and accuracy;
-* :func:`predict` and :func:`evaluate`: one box and class per image, then mean IoU,
-  CorLoc, VOC mAP@0.5 (all-point, per-class AP) and mean IoU by object size;
-* :func:`fit`: epochs of both, a learning-rate schedule, a checkpoint and a line of the
-  metrics log (``metrics.jsonl``) after every epoch, callbacks so that a notebook can
-  plot while it trains, and ``resume`` to continue a killed run exactly.
+* :func:`train_one_epoch` runs a learning rule (a :class:`~spikelib.learning.base.LearningRule`:
+  :class:`~spikelib.learning.bptt.BPTT` or :class:`~spikelib.learning.decolle.DECOLLE` for the
+  localizer, :class:`~spikelib.learning.bptt.ClassifierBPTT` for the digits MLP) over one pass
+  of a loader and returns the epoch's mean of every metric the rule reports;
+* it hands the rule a :class:`~spikelib.training.update.OptimizerUpdater` for each batch
+  (:class:`~spikelib.learning.base.Updater`): ``autocast()`` for its forward passes (mixed
+  precision never covers a backward pass or an update) and ``step()``, one weight update;
+* :func:`fit`: epochs of both, a validation function (by default the localization
+  metrics of :func:`spikelib.eval.evaluate.evaluate`), a learning-rate schedule sized to the
+  rule's updates, a checkpoint and a line of the metrics log (``metrics.jsonl``) after
+  every epoch, callbacks so that a notebook can plot while it trains, and ``resume`` to
+  continue a killed run exactly.
 
 Reproducible on a CPU: the data order comes from a ``DistributedSampler`` seeded with
 ``(seed, epoch)``, the augmentation draws from ``(seed, epoch, index)``, and the global
 random generators (which rate coding draws from) are saved in every checkpoint, so the
 same seed and data give the same metrics, and a resumed run the same metrics as one that
-never stopped. A NaN or infinite loss raises :class:`TrainingDiverged` naming the epoch
-and step; the checkpoint on disk stays the last good one.
+never stopped. A NaN or infinite loss or weight raises
+:class:`~spikelib.learning.base.TrainingDiverged` naming the epoch and step; the checkpoint
+on disk stays the last good one.
 
-Learning-rate schedule (``step`` counts optimizer steps, :math:`S` of them in all, the
-first :math:`S_w = \mathrm{warmup}\cdot S` warm up):
-
-.. math::
-
-    \eta(s) = \eta_{\max} \cdot \begin{cases} (s + 1) / S_w & s < S_w \\
-        f_{\min} + (1 - f_{\min})\, \tfrac12\big(1 + \cos(\pi\, \tfrac{s - S_w}{S - S_w})\big)
-        & \text{otherwise} \end{cases}
-
-with :math:`f_{\min} = 10^{-3}` ("onecycle") or 0 ("cosine"); "constant" keeps
-:math:`\eta_{\max}`.
+The optimizer, its learning-rate schedule (one step per weight update) and the updater
+live in :mod:`spikelib.training.update`.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence, Sized
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -50,8 +47,9 @@ from tqdm.auto import tqdm
 
 from spikelib.data.datasets import leaves
 from spikelib.eval.evaluate import evaluate
-from spikelib.runtime.device import autocast, resolve_device
-from spikelib.runtime.distributed import DistInfo, all_reduce_mean, average_gradients_before_step, prepare_model, unwrap
+from spikelib.learning.base import LearningRule, LocalizationTargets, TrainingDiverged
+from spikelib.runtime.device import resolve_device
+from spikelib.runtime.distributed import DistInfo, all_reduce_mean, prepare_model, unwrap
 from spikelib.training.checkpoint import (
     CHECKPOINT_VERSION,
     capture_rng_state,
@@ -61,15 +59,14 @@ from spikelib.training.checkpoint import (
     save_checkpoint,
 )
 from spikelib.training.config import TrainConfig
+from spikelib.training.update import OptimizerUpdater, build_optimizer, build_scheduler, gradient_sync
 
 __all__ = [
     "TrainingDiverged",
     "make_train_loader",
     "set_epoch",
-    "build_optimizer",
-    "lr_factor",
-    "build_scheduler",
     "train_one_epoch",
+    "validate_localization",
     "fit",
     "METRICS_LOG",
     "CHECKPOINT",
@@ -79,11 +76,17 @@ log = logging.getLogger(__name__)
 
 METRICS_LOG = "metrics.jsonl"
 CHECKPOINT = "checkpoint.pt"
+
+#: The targets of a batch: localization targets, or a ``Tensor[B]`` of class labels.
+TargetsT = TypeVar("TargetsT", Tensor, LocalizationTargets)
+#: Validation data: a dataset, a loader, whatever the validation function reads.
+ValDataT = TypeVar("ValDataT")
+#: Called with every epoch's record.
 Callback = Callable[[dict[str, Any]], None]
-
-
-class TrainingDiverged(FloatingPointError):
-    """The loss became NaN or infinite; the message names the epoch, the step and the last checkpoint."""
+#: Called with every batch's metrics (as the rule returns them).
+BatchCallback = Callable[[dict[str, float]], None]
+#: ``(model, validation data) -> metrics``: what :func:`fit` reports as ``val_<key>``.
+Validate = Callable[[nn.Module, ValDataT], Mapping[str, Any]]
 
 
 # ------------------------------------------------------------------------------ data helpers
@@ -128,68 +131,12 @@ def make_train_loader(
     )
 
 
-# ------------------------------------------------------------------------------ optimization
-
-
-def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """The optimizer of ``cfg`` (``adamw``, ``adam`` or Nesterov ``sgd``) over ``model``'s parameters."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
-    raise ValueError(f"optimizer must be one of adamw, adam, sgd, got {cfg.optimizer!r}")
-
-
-def lr_factor(step: int, total_steps: int, schedule: str = "onecycle", warmup: float = 0.1) -> float:
-    """Multiplier of the peak learning rate at optimizer step ``step`` (see the module docstring).
-
-    Args:
-        step: 0-based optimizer step.
-        total_steps: steps of the whole run (> 0).
-        schedule: "onecycle", "cosine" or "constant".
-        warmup: share of the steps spent warming up linearly (ignored by "constant").
-    """
-    if schedule not in ("onecycle", "cosine", "constant"):
-        raise ValueError(f"schedule must be 'onecycle', 'cosine' or 'constant', got {schedule!r}")
-    if total_steps < 1:
-        raise ValueError(f"total_steps must be >= 1, got {total_steps}")
-    if schedule == "constant":
-        return 1.0
-    warm = int(warmup * total_steps)
-    if step < warm:
-        return (step + 1) / warm
-    floor = 1e-3 if schedule == "onecycle" else 0.0
-    progress = min(1.0, (step - warm) / max(1, total_steps - warm))
-    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
-def build_scheduler(
-    optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int
-) -> torch.optim.lr_scheduler.LambdaLR:
-    """A per-step scheduler following :func:`lr_factor` over ``cfg.epochs * steps_per_epoch`` steps.
-
-    Its state (the step count) goes into checkpoints; the schedule itself is rebuilt from
-    the config, so nothing but numbers is saved.
-    """
-    total = cfg.epochs * steps_per_epoch
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, total, cfg.schedule, cfg.warmup))
-
-
-def _clip_before_step(optimizer: torch.optim.Optimizer, max_norm: float) -> Any:
-    """Clip the global gradient norm before every step (after any cross-process averaging)."""
-
-    def hook(opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-        params = [p for group in opt.param_groups for p in group["params"] if p.grad is not None]
-        torch.nn.utils.clip_grad_norm_(params, max_norm)
-
-    return optimizer.register_step_pre_hook(hook)
-
-
-def _to_device(targets: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    return {k: v.to(device, non_blocking=True) if isinstance(v, Tensor) else v for k, v in targets.items()}
+def _to_device(targets: TargetsT, device: torch.device) -> TargetsT:
+    """A batch's targets on ``device``: a label tensor, or every tensor of a targets dict."""
+    if isinstance(targets, Tensor):
+        return targets.to(device, non_blocking=True)
+    moved = {k: v.to(device, non_blocking=True) if isinstance(v, Tensor) else v for k, v in targets.items()}
+    return LocalizationTargets(**moved)
 
 
 # ------------------------------------------------------------------------------ one epoch
@@ -197,31 +144,40 @@ def _to_device(targets: dict[str, Any], device: torch.device) -> dict[str, Any]:
 
 def train_one_epoch(
     model: nn.Module,
-    rule: Any,
-    loader: DataLoader,
+    rule: LearningRule[TargetsT],
+    loader: Iterable[tuple[Tensor, TargetsT]],
     optimizer: torch.optim.Optimizer,
-    scheduler: Any = None,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
     *,
     epoch: int = 0,
     device: torch.device | str = "cpu",
     amp: str = "none",
+    grad_clip: float = 0.0,
     info: DistInfo = DistInfo(),
     progress: bool = True,
     desc: str = "train",
+    on_batch: BatchCallback | None = None,
 ) -> dict[str, float]:
-    """One pass over ``loader``: ``rule.train_step`` on every batch, then ``scheduler.step()``.
+    """One pass over ``loader``: ``rule.train_step`` on every batch.
 
     Args:
-        model: maps images ``[B, C, H, W]`` to a ``Prediction`` (possibly DDP-wrapped).
-        rule: has ``train_step(model, images, targets, optimizer) -> dict[str, float]``.
-        loader: yields ``(images, {"box", "label", ...})`` batches.
-        optimizer, scheduler: the scheduler (optional) is stepped after every batch.
+        model: the model to train (possibly DDP-wrapped, see :func:`gradient_sync`).
+        rule: the learning rule; it calls ``update.step()`` ``rule.updates_per_batch(model)``
+            times per batch.
+        loader: yields ``(images, targets)`` batches: ``targets`` is a
+            :class:`~spikelib.learning.base.LocalizationTargets` dict for the localizer, a
+            ``Tensor[B]`` of labels for a classifier; both go to ``device``.
+        optimizer: over ``model``'s parameters.
+        scheduler: stepped after every weight update (optional).
         epoch: 0-based, for messages.
         device: where the batches go.
-        amp: "bf16" autocasts the step on a GPU.
-        info: the process's place in a multi-process run (metrics are averaged over all).
+        amp: "bf16" autocasts the rule's forward passes on a GPU (never backward or the update).
+        grad_clip: clip the global gradient norm before every update (0: off).
+        info: the process's place in a multi-process run (metrics are averaged over all;
+            a rule with ``through_forward = False`` gets its gradients averaged).
         progress: show a progress bar (``tqdm.auto``: a widget in a notebook).
         desc: the bar's label.
+        on_batch: called with every batch's metrics (e.g. to keep the loss of every batch).
 
     Returns:
         dict[str, float]: ``train_<key>`` for every key the rule returns (mean over the
@@ -232,24 +188,31 @@ def train_one_epoch(
         TrainingDiverged: a NaN or infinite loss (naming the epoch and step).
     """
     device = torch.device(device)
+    update = OptimizerUpdater(
+        optimizer, scheduler, device, amp, grad_clip, info, average=gradient_sync(rule, info) == "average"
+    )
     start, totals, seen = time.perf_counter(), {}, 0
-    bar = tqdm(loader, desc=desc, leave=False, disable=not progress, unit="batch", dynamic_ncols=True)
-    for step, (images, targets) in enumerate(bar):
+    # the bar is told the length, not given the loader: tqdm.auto would call iter(loader) once more
+    # (its asyncio part does), which draws a DataLoader's base seed and so shifts the shuffle
+    total = len(loader) if isinstance(loader, Sized) else None
+    bar = tqdm(total=total, desc=desc, leave=False, disable=not progress, unit="batch", dynamic_ncols=True)
+    for step, (images, targets) in enumerate(loader):
         images, targets = images.to(device, non_blocking=True), _to_device(targets, device)
+        optimizer.zero_grad(set_to_none=True)
         try:
-            with autocast(device, amp):
-                stats = rule.train_step(model, images, targets, optimizer)
+            stats = rule.train_step(model, images, targets, update)
         except FloatingPointError as err:
             raise TrainingDiverged(f"training diverged in epoch {epoch + 1}, step {step + 1}: {err}") from err
         if not math.isfinite(stats["loss"]):
             raise TrainingDiverged(f"training diverged in epoch {epoch + 1}, step {step + 1}: loss = {stats['loss']}")
-        if scheduler is not None:
-            scheduler.step()
+        if on_batch is not None:
+            on_batch(stats)
         batch = images.shape[0]
         for key, value in stats.items():
             totals[key] = totals.get(key, 0.0) + float(value) * batch
         seen += batch
         bar.set_postfix({k: f"{totals[k] / seen:.3f}" for k in ("loss", "iou") if k in totals}, refresh=False)
+        bar.update()
     bar.close()
     if seen == 0:
         raise ValueError("the loader yielded no batch: fewer images than one batch")
@@ -257,10 +220,13 @@ def train_one_epoch(
     return {**means, "lr": optimizer.param_groups[0]["lr"], "train_seconds": time.perf_counter() - start}
 
 
-# ------------------------------------------------------------------------------ evaluation
-
-
 # ------------------------------------------------------------------------------ fit
+
+
+def validate_localization(cfg: TrainConfig, device: torch.device, info: DistInfo = DistInfo()) -> Validate[Dataset]:
+    """The default validation of :func:`fit`: :func:`spikelib.eval.evaluate.evaluate` with ``cfg``'s
+    batch size and mixed precision (mean IoU, CorLoc, mAP@0.5, ...)."""
+    return functools.partial(evaluate, batch_size=cfg.eval_batch_size, device=device, amp=cfg.amp, info=info)
 
 
 def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
@@ -276,30 +242,39 @@ def _rewrite_jsonl(path: Path, records: Sequence[dict[str, Any]]) -> None:
 
 def fit(
     model: nn.Module,
-    rule: Any,
-    train_set: Dataset,
-    val_set: Dataset | None,
+    rule: LearningRule[TargetsT],
+    train_data: Dataset | DataLoader,
+    val_data: ValDataT | None,
     cfg: TrainConfig,
     *,
+    validate: Validate[ValDataT] | None = None,
     kind: str = "snn",
     seed: int = 0,
     run_dir: str | Path | None = None,
     resume: bool = False,
     run_config: dict[str, Any] | None = None,
     callbacks: Iterable[Callback] = (),
+    on_batch: BatchCallback | None = None,
     progress: bool = True,
     device: torch.device | str | None = None,
     info: DistInfo = DistInfo(),
+    optimizer: torch.optim.Optimizer | None = None,
 ) -> list[dict[str, Any]]:
     """Train ``model`` for ``cfg.epochs`` epochs, validating and checkpointing after each.
 
     Args:
-        model: the localizer (built, not yet wrapped; moved to ``device`` here).
-        rule: learning rule with ``train_step`` (and ``name``: "bptt" is wrapped in DDP in a
-            multi-process run, any other rule gets gradient averaging before each step).
-        train_set: training items ``(image, target)``; ``set_epoch`` is called on it.
-        val_set: evaluated after every epoch (``None``: skip).
+        model: the model (built, not yet wrapped; moved to ``device`` here).
+        rule: the learning rule (:class:`~spikelib.learning.base.LearningRule`); with several
+            processes the model is wrapped in DDP or its gradients averaged, per
+            :func:`gradient_sync`.
+        train_data: a dataset of ``(image, target)`` items, batched by
+            :func:`make_train_loader` (``cfg.batch_size``, order from ``seed``; ``set_epoch``
+            is called on it), or a ready ``DataLoader`` used as it is (its own batch size
+            and order).
+        val_data: what ``validate`` reads after every epoch (``None``: skip).
         cfg: epochs, batch size, optimizer, schedule, clipping, amp.
+        validate: ``(model, val_data) -> metrics``, recorded as ``val_<key>``. Default:
+            the localization metrics (:func:`validate_localization`).
         kind: "snn" or "ann", recorded in the checkpoint.
         seed: seeds the data order.
         run_dir: where ``checkpoint.pt`` and ``metrics.jsonl`` go (``None``: keep nothing).
@@ -307,32 +282,37 @@ def fit(
             same model configuration (and, given ``run_config``, the same run).
         run_config: ``RunConfig.to_dict()``, stored in the checkpoint.
         callbacks: each called with every epoch's record (to plot live).
+        on_batch: called with every batch's metrics (see :func:`train_one_epoch`).
         progress: progress bars (``tqdm.auto``).
         device: default: ``cfg.device`` resolved.
         info: this process's place in a multi-process run; only rank 0 writes files.
+        optimizer: over ``model``'s parameters, already on ``device``. Default: built from
+            ``cfg`` (:func:`build_optimizer`); given, it replaces ``cfg.optimizer``, ``cfg.lr``
+            and ``cfg.weight_decay``, and the schedule scales its learning rates.
 
     Returns:
         list[dict]: one record per epoch (restored ones included): ``epoch``, ``train_*``,
-        ``lr``, ``val_*`` (see :func:`evaluate`), ``train_seconds``, ``seconds``.
+        ``lr``, ``val_*`` (what ``validate`` returns), ``train_seconds``, ``seconds``.
 
     Raises:
-        TrainingDiverged: NaN or infinite loss; ``run_dir/checkpoint.pt`` is the last
-            finished epoch's.
+        TrainingDiverged: NaN or infinite loss or weights; ``run_dir/checkpoint.pt`` is the
+            last finished epoch's.
         CheckpointError: ``resume`` with a checkpoint of another model or run.
     """
     device = torch.device(device) if device is not None else resolve_device(cfg.device, info)
     model.to(device)
     run_dir = Path(run_dir) if run_dir is not None else None
     checkpoint_path = run_dir / CHECKPOINT if run_dir is not None else None
-    through_forward = getattr(rule, "name", "bptt") == "bptt"
-    train_model = prepare_model(model, info, device, through_forward)
-    optimizer = build_optimizer(model, cfg)
-    if not through_forward:
-        average_gradients_before_step(optimizer, info)
-    if cfg.grad_clip > 0:
-        _clip_before_step(optimizer, cfg.grad_clip)
-    loader = make_train_loader(train_set, cfg.batch_size, seed, info, cfg.num_workers, device.type == "cuda")
-    scheduler = build_scheduler(optimizer, cfg, len(loader))
+    train_model = prepare_model(model, info, device, gradient_sync(rule, info) == "ddp")
+    optimizer = optimizer if optimizer is not None else build_optimizer(model, cfg)
+    if isinstance(train_data, DataLoader):
+        loader = train_data
+    else:
+        loader = make_train_loader(train_data, cfg.batch_size, seed, info, cfg.num_workers, device.type == "cuda")
+    updates_per_epoch = len(loader) * rule.updates_per_batch(model)
+    scheduler = build_scheduler(optimizer, cfg, updates_per_epoch)
+    if validate is None:
+        validate = validate_localization(cfg, device, info)
     model_config = model.config.to_dict() if hasattr(model, "config") else {}
     history: list[dict[str, Any]] = []
     start_epoch = 0
@@ -342,8 +322,7 @@ def fit(
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         scheduler.load_state_dict(checkpoint["scheduler"])
-        if checkpoint.get("rule") and hasattr(rule, "load_state_dict"):
-            rule.load_state_dict(checkpoint["rule"])
+        rule.load_state_dict(checkpoint.get("rule", {}))
         restore_rng_state(checkpoint["rng"])
         history, start_epoch = list(checkpoint["history"]), int(checkpoint["epoch"])
         log.info("resumed %s from %s after epoch %d", kind, checkpoint_path, start_epoch)
@@ -375,9 +354,11 @@ def fit(
                     epoch=epoch,
                     device=device,
                     amp=cfg.amp,
+                    grad_clip=cfg.grad_clip,
                     info=info,
                     progress=progress,
                     desc=f"{kind} epoch {epoch + 1}/{cfg.epochs}",
+                    on_batch=on_batch,
                 )
             )
             _check_finite_weights(model, epoch)
@@ -388,9 +369,8 @@ def fit(
                 else "no checkpoint was written"
             )
             raise TrainingDiverged(f"{err} ({kept})") from err
-        if val_set is not None:
-            val = evaluate(model, val_set, cfg.eval_batch_size, device, cfg.amp, info)
-            record.update({f"val_{k}": v for k, v in val.items()})
+        if val_data is not None:
+            record.update({f"val_{k}": v for k, v in validate(model, val_data).items()})
         record["seconds"] = time.perf_counter() - started
         history.append(record)
         if info.is_main and run_dir is not None:
@@ -400,11 +380,11 @@ def fit(
                     "version": CHECKPOINT_VERSION,
                     "kind": kind,
                     "epoch": epoch + 1,
-                    "global_step": (epoch + 1) * len(loader),
+                    "global_step": (epoch + 1) * updates_per_epoch,
                     "model": unwrap(model).state_dict(),
                     "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(),
-                    "rule": rule.state_dict() if hasattr(rule, "state_dict") else {},
+                    "rule": rule.state_dict(),
                     "rng": capture_rng_state(),
                     "data_epoch": epoch + 1,
                     "model_config": model_config,
