@@ -1,16 +1,9 @@
 r"""Interactive explorers for the notebooks: move a slider, watch a neuron or a code change.
 
-Each explorer is a plain object that holds
-
-* its controls as attributes (ipywidgets: ``explorer.beta``, ``explorer.num_steps``, ...),
-  so code can set ``explorer.beta.value = 0.9`` exactly as a student drags the slider;
-* the result of the last simulation (``mem_seq``, ``spk_seq``, ...), recomputed whenever a
-  control changes (through ``observe``);
-* the matplotlib ``figure`` drawn from it (a :class:`matplotlib.figure.Figure` made without
-  pyplot, so it is never shown twice or kept alive by pyplot), rendered to a PNG
-  (``png``) inside ``output`` (an :class:`ipywidgets.Output`). That works with Jupyter's
-  default inline backend and needs no ``ipympl``. Outside a kernel (tests, scripts) the
-  figure is drawn but not rendered, unless ``render=True``.
+Each explorer is a :class:`spikelib.widgets.base.Explorer`: its controls are attributes
+(``explorer.beta``, ``explorer.num_steps``, ...), the result of the last simulation
+(``mem_seq``, ``spk_seq``, ...) is recomputed whenever a control changes, and ``figure``
+is redrawn from it (rendered to ``png`` inside ``output`` in a kernel).
 
 Show one in a notebook by leaving it as the last expression of a cell (or
 ``display(explorer)``); ``explorer.widget`` is the whole layout. GitHub does not render
@@ -19,20 +12,17 @@ widget state, so notebooks show a static figure of the default setting first.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
-from typing import Any
 
 import ipywidgets as widgets
 import torch
-from IPython.display import Image, display
-from matplotlib.figure import Figure
 from torch import Tensor
 
 from spikelib.snn.encoding import direct_encode, latency_decode, latency_encode, rate_decode, rate_encode
 from spikelib.snn.neurons import RESETS, LIFParams, lif_seq_with_mem
 from spikelib.snn.surrogate import Heaviside
 from spikelib.viz.spikes import plot_encoding, plot_membrane, plot_raster
+from spikelib.widgets.base import Explorer
 
 __all__ = ["INPUT_KINDS", "CODINGS", "DIRECT_NEURON", "input_current", "LIFExplorer", "EncodingExplorer"]
 
@@ -76,66 +66,7 @@ def input_current(kind: str, amplitude: float, num_steps: int) -> Tensor:
     return cur_seq
 
 
-def _in_kernel() -> bool:
-    """True inside a Jupyter kernel, where an ``Output`` widget can show the figure."""
-    from IPython import get_ipython  # lazy: IPython is there only when a notebook kernel runs this
-
-    return getattr(get_ipython(), "kernel", None) is not None
-
-
-def _png(figure: Figure) -> bytes:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    return buffer.getvalue()
-
-
-class _Explorer:
-    """Shared plumbing: one figure, one Output, redraw on every control change."""
-
-    controls: tuple[str, ...] = ()
-
-    def _setup(self, figsize: tuple[float, float], dpi: int, controls_box: widgets.Widget, render: bool | None) -> None:
-        self.render = _in_kernel() if render is None else bool(render)
-        self.png: bytes | None = None
-        self.figure = Figure(figsize=figsize, dpi=dpi, layout="constrained")
-        self.output = widgets.Output()
-        self.widget = widgets.VBox([controls_box, self.output])
-        for name in self.controls:
-            getattr(self, name).observe(self._on_change, names="value")
-        self.update()
-
-    def _on_change(self, change: dict[str, Any]) -> None:
-        self.update()
-
-    def update(self) -> None:
-        """Simulate with the current control values and redraw."""
-        self._simulate()
-        self.figure.clear()
-        self._draw()
-        if self.render:
-            self.png = _png(self.figure)
-            self.output.clear_output(wait=True)
-            with self.output:
-                display(Image(data=self.png))
-
-    def _simulate(self) -> None:
-        raise NotImplementedError
-
-    def _draw(self) -> None:
-        raise NotImplementedError
-
-    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        bundle = self.widget._repr_mimebundle_(**kwargs)
-        if isinstance(bundle, dict):  # what a viewer without widgets (GitHub) shows instead
-            bundle["text/plain"] = f"{self!r}: run the notebook to use the controls"
-        return bundle
-
-    def __repr__(self) -> str:
-        values = ", ".join(f"{name}={getattr(self, name).value!r}" for name in self.controls)
-        return f"{type(self).__name__}({values})"
-
-
-class LIFExplorer(_Explorer):
+class LIFExplorer(Explorer):
     r"""One LIF neuron and a small population, redrawn as the sliders move.
 
     Top: the membrane :math:`U[t]` of one neuron driven by the chosen current (grey, right
@@ -252,7 +183,7 @@ def _as_images(images: Tensor | Sequence[Tensor]) -> Tensor:
     return images
 
 
-class EncodingExplorer(_Explorer):
+class EncodingExplorer(Explorer):
     r"""Pick an image, a code and a number of steps; see the spikes and what they give back.
 
     Codes (:data:`CODINGS`):
