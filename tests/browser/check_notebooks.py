@@ -225,10 +225,12 @@ def _change(page: Page, control: Locator, kind: str) -> str:
 
 
 NEW_IMAGE = "([el, old]) => { const img = el.querySelector('img'); return img && img.src !== old && img.complete; }"
+# Dropdowns last: a dropdown may switch to a setting that another control does not affect
+# (EncodingExplorer's seed does nothing to the latency code).
 CONTROL_KINDS = {
+    "number": ".widget-inline-hbox.widget-text",
     "slider": ".widget-slider",
     "dropdown": ".widget-dropdown",
-    "number": ".widget-inline-hbox.widget-text",
 }
 
 
