@@ -315,16 +315,14 @@ def test_study_selector_picks_the_model_of_the_chosen_code_and_t(study):
     selector.num_steps.value = 1
     assert selector.state.model == "snn-T1-direct" and selector.state.test["miou"] == 0.3
     assert selector.png != before
-    marker = selector.figure.axes[1].get_lines()[-1]
+    marker = selector.figure.axes[0].get_lines()[-1]
     assert list(marker.get_xdata()) == [1] and list(marker.get_ydata()) == pytest.approx([30.0])
     selector.coding.value = "rate"  # only T = 4 was trained with rate coding
     assert list(selector.num_steps.options) == [4] and selector.state.model == "snn-T4-rate"
-    assert selector.figure.axes[2].texts  # no spike rates recorded for that model
-    table = selector.figure.axes[0].tables[0]
-    bold = [
-        row for (row, col), cell in table.get_celld().items() if col == 0 and cell.get_text().get_fontweight() == "bold"
-    ]
-    assert [table[row, 0].get_text().get_text() for row in bold] == ["snn-T4-rate"]
+    assert selector.figure.axes[1].texts  # no spike rates recorded for that model
+    assert selector.table.value.count("class='selected'") == 1
+    selected = selector.table.value.split("class='selected'")[1].split("</tr>")[0]
+    assert ">snn-T4-rate<" in selected and ">20.0<" in selected  # its mIoU, in percent
     selector.coding.value = "direct"
     assert selector.state.num_steps == 4  # kept where it exists
 

@@ -25,7 +25,6 @@ __all__ = [
     "plot_spike_rates",
     "plot_latency",
     "plot_robustness",
-    "plot_study_table",
 ]
 
 ANN_COLOR = "0.3"
@@ -191,58 +190,4 @@ def plot_robustness(results: Mapping[str, Any], axes: Sequence[Axes] | None = No
         ax.set_xlabel("severity")
     axes[0].set_ylabel("test mIoU (%)")
     axes[-1].legend(fontsize="x-small")
-    return fig
-
-
-def _cell(value: Any, fmt: str) -> str:
-    return "–" if value is None or (isinstance(value, float) and np.isnan(value)) else format(value, fmt)
-
-
-def plot_study_table(results: Mapping[str, Any], highlight: str | None = None, ax: Axes | None = None) -> Figure:
-    """The study's models as a table drawn on ``ax``: scores, energy, spikes, latency; one row highlighted.
-
-    Columns: model, T, coding, mIoU %, CorLoc %, energy per image (µJ), ANN energy ÷ the
-    row's, spikes per neuron per step, steps to 90 % of the final mIoU.
-
-    Args:
-        results: the study's results (see the module docstring).
-        highlight (str, optional): a model name whose row is drawn in bold on yellow.
-        ax (Axes, optional): where to draw; a new figure when None.
-
-    Returns:
-        Figure: the figure holding ``ax``.
-    """
-    models = results["models"]
-    if highlight is not None and highlight not in models:
-        raise ValueError(f"highlight must be one of {list(models)}, got {highlight!r}")
-    ann_energy = models["ann"]["energy"]["energy_j"] if "ann" in models else None
-    header = ["model", "T", "coding", "mIoU %", "CorLoc %", "µJ/img", "ANN ÷", "spikes/n/step", "steps to 90 %"]
-    rows = []
-    for name, m in models.items():
-        energy = m["energy"]["energy_j"]
-        rows.append(
-            [
-                name,
-                str(m["num_steps"]) if m["kind"] == "snn" else "–",
-                m["coding"],
-                _cell(100 * m["test"]["miou"], ".1f"),
-                _cell(100 * m["test"]["corloc"], ".1f"),
-                _cell(energy * 1e6, ".3g"),
-                _cell(None if ann_energy is None else ann_energy / energy, ".2f"),
-                _cell(m.get("mean_rate"), ".3f"),
-                _cell(m.get("steps_to_90"), "d"),
-            ]
-        )
-    fig, ax = figure_and_axes(ax, (9.0, 0.3 * len(rows) + 0.6))
-    ax.set_axis_off()
-    table = ax.table(cellText=rows, colLabels=header, loc="center", cellLoc="center")
-    table.auto_set_font_size(False)
-    table.set_fontsize(8)
-    table.scale(1.0, 1.2)
-    if highlight is not None:
-        row = list(models).index(highlight) + 1  # row 0 is the header
-        for col in range(len(header)):
-            cell = table[row, col]
-            cell.set_facecolor("#fff3b0")
-            cell.get_text().set_fontweight("bold")
     return fig

@@ -16,7 +16,7 @@ from spikelib.widgets.explorers import (
 )
 from spikelib.widgets.gallery import FAILURE_KINDS, GROUPINGS, IOU_BUCKETS, PredictionGallery, image_groups
 from spikelib.widgets.network import ORDERS, NetworkExplorer, run_one_image, sample_neurons
-from spikelib.widgets.study import StudySelector, study_grid
+from spikelib.widgets.study import StudySelector, study_grid, study_table_html
 from spikelib.widgets.surrogate import (
     SLOPED_SURROGATES,
     SurrogateExplorer,
@@ -48,5 +48,6 @@ __all__ = [
     "image_groups",
     "PredictionGallery",
     "study_grid",
+    "study_table_html",
     "StudySelector",
 ]

@@ -8,15 +8,69 @@ marked, its spike rates per layer and step, and its latency curve.
 
 from __future__ import annotations
 
+import html
+import math
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import ipywidgets as widgets
 
-from spikelib.viz.compare import plot_accuracy_vs_steps, plot_latency, plot_spike_rates, plot_study_table
+from spikelib.viz.compare import plot_accuracy_vs_steps, plot_latency, plot_spike_rates
 from spikelib.widgets.base import CONTROL_STYLE, Explorer
 
-__all__ = ["study_grid", "StudyState", "StudySelector"]
+__all__ = ["study_grid", "study_table_html", "StudyState", "StudySelector"]
+
+#: Columns of :func:`study_table_html`: header and how to read each model's value.
+_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("model", "model"),
+    ("T", "T"),
+    ("coding", "coding"),
+    ("mIoU %", "miou"),
+    ("CorLoc %", "corloc"),
+    ("µJ / image", "energy"),
+    ("ANN ÷ model energy", "ratio"),
+    ("spikes / neuron / step", "mean_rate"),
+    ("steps to 90 % mIoU", "steps_to_90"),
+)
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
+
+
+def study_table_html(results: Mapping[str, Any], highlight: str | None = None) -> str:
+    """The study's models as an HTML table (scores, energy, spikes, latency), one row highlighted.
+
+    Args:
+        results: the study's results (``models``: name -> results of that model).
+        highlight (str, optional): the model whose row is bold on yellow.
+
+    Returns:
+        str: a ``<table>``; a row's ``class`` is ``selected`` when highlighted.
+    """
+    models = results["models"]
+    if highlight is not None and highlight not in models:
+        raise ValueError(f"highlight must be one of {list(models)}, got {highlight!r}")
+    ann_energy = models["ann"]["energy"]["energy_j"] if "ann" in models else None
+    head = "".join(f"<th style='padding:0 6px'>{html.escape(title)}</th>" for title, _ in _COLUMNS)
+    rows = []
+    for name, m in models.items():
+        energy = m["energy"]["energy_j"]
+        cells = {
+            "model": html.escape(name),
+            "T": str(m["num_steps"]) if m["kind"] == "snn" else "–",
+            "coding": html.escape(str(m["coding"])),
+            "miou": _fmt(100 * m["test"]["miou"], ".1f"),
+            "corloc": _fmt(100 * m["test"]["corloc"], ".1f"),
+            "energy": _fmt(energy * 1e6, ".3g"),
+            "ratio": _fmt(None if ann_energy is None else ann_energy / energy, ".2f"),
+            "mean_rate": _fmt(m.get("mean_rate"), ".3f"),
+            "steps_to_90": _fmt(m.get("steps_to_90"), "d"),
+        }
+        style = " class='selected' style='background:#fff3b0;font-weight:bold'" if name == highlight else ""
+        row = "".join(f"<td style='padding:0 6px;text-align:right'>{cells[key]}</td>" for _, key in _COLUMNS)
+        rows.append(f"<tr{style}>{row}</tr>")
+    return f"<table style='font-size:12px;border-collapse:collapse'><tr>{head}</tr>{''.join(rows)}</table>"
 
 
 def study_grid(results: Mapping[str, Any]) -> dict[str, dict[int, str]]:
@@ -57,7 +111,12 @@ class StudySelector(Explorer):
     Controls: ``coding`` (the codes the study trained), ``num_steps`` (the T trained with
     that code; its options follow ``coding``).
 
-    Results of the last update: ``state`` (:class:`StudyState`), ``figure``.
+    Above the figure, ``table`` (an HTML widget, :func:`study_table_html`) holds the
+    comparison table with the chosen model's row highlighted; the figure shows the
+    accuracy against T with the chosen model circled, its spike rates per layer and step,
+    and its latency curve.
+
+    Results of the last update: ``state`` (:class:`StudyState`), ``table.value``, ``figure``.
 
     Args:
         results: the study's results (``models``, ``reference``, optionally ``baseline``).
@@ -97,8 +156,9 @@ class StudySelector(Explorer):
         self.num_steps = widgets.Dropdown(
             options=list(self.grid[coding]), value=num_steps, description="T", **CONTROL_STYLE
         )
-        rows = len(results["models"])
-        self._setup((11.0, 3.6 + 0.22 * rows), dpi, widgets.HBox([self.coding, self.num_steps]), render, layout=None)
+        self.table = widgets.HTML()
+        box = widgets.VBox([widgets.HBox([self.coding, self.num_steps]), self.table])
+        self._setup((11.0, 3.2), dpi, box, render, layout=None)
 
     def _on_change(self, change: dict[str, Any]) -> None:
         if self._busy:
@@ -124,25 +184,20 @@ class StudySelector(Explorer):
             else float("nan")
         )
         self.state = StudyState(coding, num_steps, name, dict(models[name]["test"]), ratio)
+        self.table.value = study_table_html(self.results, highlight=name)
 
     def _draw(self) -> None:
         state, models = self.state, self.results["models"]
-        rows = len(models)
-        top = 0.22 * rows + 0.5
-        grid = self.figure.add_gridspec(
-            2, 3, height_ratios=(top, 3.0), left=0.06, right=0.98, bottom=0.12, top=0.98, hspace=0.3, wspace=0.3
+        ax_acc, ax_rates, ax_latency = self.figure.subplots(
+            1, 3, gridspec_kw={"left": 0.06, "right": 0.98, "bottom": 0.15, "top": 0.9, "wspace": 0.3}
         )
-        plot_study_table(self.results, highlight=state.model, ax=self.figure.add_subplot(grid[0, :]))
-        ax_acc = self.figure.add_subplot(grid[1, 0])
         plot_accuracy_vs_steps(self.results, "miou", ax=ax_acc)
         ax_acc.plot([state.num_steps], [100 * state.test["miou"]], "o", ms=12, mfc="none", mec="tab:red", mew=2)
         ax_acc.set_title(f"{state.model}: mIoU {100 * state.test['miou']:.1f} %", fontsize=9)
-        ax_rates = self.figure.add_subplot(grid[1, 1])
         if models[state.model].get("spike_rates"):
             plot_spike_rates(self.results, state.model, ax=ax_rates)
         else:
             ax_rates.text(0.5, 0.5, "no spike rates recorded", ha="center")
-        ax_latency = self.figure.add_subplot(grid[1, 2])
         if "latency" in models[state.model]:
             plot_latency(self.results, [state.model], ax=ax_latency)
         else:
