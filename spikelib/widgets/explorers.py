@@ -131,7 +131,7 @@ class LIFExplorer(Explorer):
                 widgets.VBox([self.input_kind, self.num_steps, self.reset]),
             ]
         )
-        self._setup((7.0, 5.0), dpi, box, render)
+        self._setup((7.0, 5.0), dpi, box, render, layout=None)
 
     def _simulate(self) -> None:
         self.params = LIFParams(float(self.beta.value), float(self.threshold.value), self.reset.value)
@@ -148,7 +148,19 @@ class LIFExplorer(Explorer):
         self.pop_spk_seq = spk_seq[:, 1:]
 
     def _draw(self) -> None:
-        mem_ax, raster_ax = self.figure.subplots(2, 1, sharex=True, height_ratios=(3, 2))
+        mem_ax, raster_ax = self.figure.subplots(
+            2,
+            1,
+            sharex=True,
+            gridspec_kw={
+                "height_ratios": (3, 2),
+                "left": 0.1,
+                "right": 0.9,
+                "top": 0.94,
+                "bottom": 0.09,
+                "hspace": 0.2,
+            },
+        )
         beta, threshold, reset = float(self.params.beta), float(self.params.threshold), self.params.reset
         count = int(self.spk_seq.sum())
         plot_membrane(

@@ -9,7 +9,10 @@ so pytest collects it only when named). For every notebook of ``BROWSER_NOTEBOOK
    selecting another option, a number box by typing;
 3. after each change, wait for the figure to be replaced and check that the screenshot of
    the figure changed (Pillow pixel difference) and that no output shows a traceback;
-4. record the redraw time: from the control change to the new image in the page.
+4. record the redraw time, measured in the page: from the event that changes the control
+   (a key on it, or its change event) to the new image in the widget's output; fail if one
+   exceeds ``BROWSER_REDRAW_BUDGET_MS`` (default 1500, a regression guard for busy
+   machines; 300 is the course's target on an idle 2-core CPU).
 
 Screenshots go to ``runs/browser/<notebook>-w<k>-before.png`` / ``-after.png`` (before the
 first change, after the last), the times to ``runs/browser/timings.json``.
@@ -50,6 +53,9 @@ DEFAULT_NOTEBOOKS = "01_lif_neuron.ipynb 02_spike_encoding.ipynb"
 NOTEBOOKS = os.environ.get("BROWSER_NOTEBOOKS", DEFAULT_NOTEBOOKS).split()
 RUN_TIMEOUT_S = float(os.environ.get("BROWSER_RUN_TIMEOUT", "420"))  # one notebook's Run All
 REDRAW_TIMEOUT_S = 30.0
+# The course's target is 300 ms per redraw on an idle 2-core CPU; the default here guards
+# against regressions on a busy machine. BROWSER_REDRAW_BUDGET_MS=300 checks the target.
+REDRAW_BUDGET_MS = float(os.environ.get("BROWSER_REDRAW_BUDGET_MS", "1500"))
 TRACEBACK = re.compile(r"Traceback|Error:|Exception")
 
 
@@ -224,6 +230,24 @@ def _change(page: Page, control: Locator, kind: str) -> str:
     return f"number {value} -> {value + 1}"
 
 
+# In the page: from the event that changes the control (a key pressed on it, or its change
+# event) to the new figure's <img> in the widget's output.
+WATCH_REDRAW = """box => {
+    const output = box.querySelector(':scope > .widget-output');
+    const img = output.querySelector('img');
+    const old = img ? img.src : '';
+    const watch = window.spikelibRedraw = {start: null, end: null};
+    const mark = () => { if (watch.start === null) watch.start = performance.now(); };
+    for (const type of ['keydown', 'change']) box.addEventListener(type, mark, {capture: true, once: true});
+    const observer = new MutationObserver(() => {
+        const now = output.querySelector('img');
+        if (watch.start !== null && now && now.src !== old) {
+            watch.end = performance.now();
+            observer.disconnect();
+        }
+    });
+    observer.observe(output, {subtree: true, childList: true, attributes: true});
+}"""
 NEW_IMAGE = "([el, old]) => { const img = el.querySelector('img'); return img && img.src !== old && img.complete; }"
 # Dropdowns last: a dropdown may switch to a setting that another control does not affect
 # (EncodingExplorer's seed does nothing to the latency code).
@@ -258,6 +282,7 @@ def _explore(page: Page, stem: str) -> list[dict]:
                 continue
             control = controls.first
             old = _image_src(output)
+            box.evaluate(WATCH_REDRAW)
             start = time.perf_counter()
             action = _change(page, control, kind)
             try:
@@ -270,6 +295,8 @@ def _explore(page: Page, stem: str) -> list[dict]:
             except PlaywrightTimeout:
                 pytest.fail(f"{stem} widget {k + 1}: no new figure {REDRAW_TIMEOUT_S:.0f} s after {action}")
             seconds = time.perf_counter() - start
+            page.wait_for_function("() => window.spikelibRedraw.end !== null", timeout=5_000)
+            in_page = page.evaluate("() => window.spikelibRedraw.end - window.spikelibRedraw.start")
             after = _png(output)
             share = _changed_share(before, after)
             records.append(
@@ -278,7 +305,8 @@ def _explore(page: Page, stem: str) -> list[dict]:
                     "widget": k + 1,
                     "control": kind,
                     "action": action,
-                    "redraw_ms": round(1000 * seconds),
+                    "redraw_ms": round(in_page),
+                    "redraw_ms_seen_by_playwright": round(1000 * seconds),
                 }
             )
             records[-1]["changed_pixels"] = round(share, 4)
@@ -307,3 +335,5 @@ def test_widgets_redraw_in_the_browser(page, lab):
     (OUT / "timings.json").write_text(json.dumps(timings, indent=2) + "\n")
     for record in timings["changes"]:  # type: ignore[attr-defined]
         print(record)
+    slow = [r for r in timings["changes"] if r["redraw_ms"] > REDRAW_BUDGET_MS]  # type: ignore[attr-defined]
+    assert not slow, f"redraws over {REDRAW_BUDGET_MS:.0f} ms: {slow}"
