@@ -1,6 +1,7 @@
 # spikelib: one command to set up, one to test, one to open the course.
 #   make lab    open JupyterLab on notebooks/ (creates .venv on first use)
 #   make test   lint (ruff), types (mypy), unit tests + every notebook under nbval, offline, on CPU
+#   make test-browser  the notebooks' widgets in JupyterLab in headless Chromium (Playwright)
 #   make bench  speed/memory benchmarks (not part of the test suite)
 #   make train  the main job: train the SNN and its ANN twin, evaluate, runs/<name>/report.md
 
@@ -18,7 +19,7 @@ TORCH_INDEX ?=
 # Running as root (containers, CI) needs --allow-root for JupyterLab.
 LAB_ROOT_FLAG := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
 
-.PHONY: install lab test test-unit test-notebooks lint typecheck run-notebooks bench clean train
+.PHONY: install lab test test-browser test-unit test-notebooks lint typecheck run-notebooks bench clean train
 
 install: $(VENV)/.installed
 
@@ -28,11 +29,26 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -e '.[dev]' $(TOOLS_PIN)
 	touch $@
 
+# The project's JupyterLab defaults (jupyter/lab-settings/overrides.json: no news pop-up, no
+# update check), applied as this lab's application settings; your own settings stay yours.
+LAB_SETTINGS := --LabApp.app_settings_dir=$(CURDIR)/jupyter/lab-settings
+
 lab: install
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(LAB_ROOT_FLAG)
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(LAB_SETTINGS) $(LAB_ROOT_FLAG)
 
 test: lint typecheck
 	$(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env -p no:cacheprovider $(PYTEST_ARGS)
+
+# The widgets in a real browser (tests/browser/check_notebooks.py): JupyterLab from the venv,
+# driven in headless Chromium by Playwright. Playwright's own browser download needs the
+# internet, so Debian's chromium is used (installed with apt when missing and running as root).
+# BROWSER_NOTEBOOKS="01_lif_neuron.ipynb ..." picks the notebooks; results in runs/browser/.
+test-browser: install
+	$(PY) -c "import playwright" 2>/dev/null || $(PY) -m pip install -e '.[browser]'
+	@command -v chromium >/dev/null || [ -n "$$CHROMIUM" ] || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; } || \
+		{ echo "make test-browser needs Chromium: apt-get install chromium (or set CHROMIUM=/path/to/chrome)"; exit 1; }
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest tests/browser/check_notebooks.py -p no:cacheprovider -s $(PYTEST_ARGS)
 
 # The fast loop while editing: unit tests without the slow ones (kill -9 and resume, two processes, ...).
 test-unit: install

@@ -1,16 +1,9 @@
 r"""Interactive explorers for the notebooks: move a slider, watch a neuron or a code change.
 
-Each explorer is a plain object that holds
-
-* its controls as attributes (ipywidgets: ``explorer.beta``, ``explorer.num_steps``, ...),
-  so code can set ``explorer.beta.value = 0.9`` exactly as a student drags the slider;
-* the result of the last simulation (``mem_seq``, ``spk_seq``, ...), recomputed whenever a
-  control changes (through ``observe``);
-* the matplotlib ``figure`` drawn from it (a :class:`matplotlib.figure.Figure` made without
-  pyplot, so it is never shown twice or kept alive by pyplot), rendered to a PNG
-  (``png``) inside ``output`` (an :class:`ipywidgets.Output`). That works with Jupyter's
-  default inline backend and needs no ``ipympl``. Outside a kernel (tests, scripts) the
-  figure is drawn but not rendered, unless ``render=True``.
+Each explorer is a :class:`spikelib.widgets.base.Explorer`: its controls are attributes
+(``explorer.beta``, ``explorer.num_steps``, ...), the result of the last simulation
+(``mem_seq``, ``spk_seq``, ...) is recomputed whenever a control changes, and ``figure``
+is redrawn from it (rendered to ``png`` inside ``output`` in a kernel).
 
 Show one in a notebook by leaving it as the last expression of a cell (or
 ``display(explorer)``); ``explorer.widget`` is the whole layout. GitHub does not render
@@ -19,14 +12,10 @@ widget state, so notebooks show a static figure of the default setting first.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
-from typing import Any
 
 import ipywidgets as widgets
 import torch
-from IPython.display import Image, display
-from matplotlib.figure import Figure
 from torch import Tensor
 
 from spikelib.checks import check_choice, check_number
@@ -35,6 +24,7 @@ from spikelib.snn.encoding import direct_encode, latency_decode, latency_encode,
 from spikelib.snn.neurons import RESETS, LIFParams, lif_seq_with_mem
 from spikelib.snn.surrogate import Heaviside
 from spikelib.viz.spikes import plot_encoding, plot_membrane, plot_raster
+from spikelib.widgets.base import Explorer
 
 __all__ = ["INPUT_KINDS", "CODINGS", "DIRECT_NEURON", "input_current", "LIFExplorer", "EncodingExplorer"]
 
@@ -77,66 +67,7 @@ def input_current(kind: str, amplitude: float, num_steps: int) -> Tensor:
     return cur_seq
 
 
-def _in_kernel() -> bool:
-    """True inside a Jupyter kernel, where an ``Output`` widget can show the figure."""
-    from IPython import get_ipython  # lazy: IPython is there only when a notebook kernel runs this
-
-    return getattr(get_ipython(), "kernel", None) is not None
-
-
-def _png(figure: Figure) -> bytes:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    return buffer.getvalue()
-
-
-class _Explorer:
-    """Shared plumbing: one figure, one Output, redraw on every control change."""
-
-    controls: tuple[str, ...] = ()
-
-    def _setup(self, figsize: tuple[float, float], dpi: int, controls_box: widgets.Widget, render: bool | None) -> None:
-        self.render = _in_kernel() if render is None else bool(render)
-        self.png: bytes | None = None
-        self.figure = Figure(figsize=figsize, dpi=dpi, layout="constrained")
-        self.output = widgets.Output()
-        self.widget = widgets.VBox([controls_box, self.output])
-        for name in self.controls:
-            getattr(self, name).observe(self._on_change, names="value")
-        self.update()
-
-    def _on_change(self, change: dict[str, Any]) -> None:
-        self.update()
-
-    def update(self) -> None:
-        """Simulate with the current control values and redraw."""
-        self._simulate()
-        self.figure.clear()
-        self._draw()
-        if self.render:
-            self.png = _png(self.figure)
-            self.output.clear_output(wait=True)
-            with self.output:
-                display(Image(data=self.png))
-
-    def _simulate(self) -> None:
-        raise NotImplementedError
-
-    def _draw(self) -> None:
-        raise NotImplementedError
-
-    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        bundle = self.widget._repr_mimebundle_(**kwargs)
-        if isinstance(bundle, dict):  # what a viewer without widgets (GitHub) shows instead
-            bundle["text/plain"] = f"{self!r}: run the notebook to use the controls"
-        return bundle
-
-    def __repr__(self) -> str:
-        values = ", ".join(f"{name}={getattr(self, name).value!r}" for name in self.controls)
-        return f"{type(self).__name__}({values})"
-
-
-class LIFExplorer(_Explorer):
+class LIFExplorer(Explorer):
     r"""One LIF neuron and a small population, redrawn as the sliders move.
 
     Top: the membrane :math:`U[t]` of one neuron driven by the chosen current (grey, right
@@ -198,7 +129,7 @@ class LIFExplorer(_Explorer):
                 widgets.VBox([self.input_kind, self.num_steps, self.reset]),
             ]
         )
-        self._setup((7.0, 5.0), dpi, box, render)
+        self._setup((7.0, 5.0), dpi, box, render, layout=None)
 
     def _simulate(self) -> None:
         self.params = LIFParams(float(self.beta.value), float(self.threshold.value), self.reset.value)
@@ -215,7 +146,19 @@ class LIFExplorer(_Explorer):
         self.pop_spk_seq = spk_seq[:, 1:]
 
     def _draw(self) -> None:
-        mem_ax, raster_ax = self.figure.subplots(2, 1, sharex=True, height_ratios=(3, 2))
+        mem_ax, raster_ax = self.figure.subplots(
+            2,
+            1,
+            sharex=True,
+            gridspec_kw={
+                "height_ratios": (3, 2),
+                "left": 0.1,
+                "right": 0.9,
+                "top": 0.94,
+                "bottom": 0.09,
+                "hspace": 0.2,
+            },
+        )
         beta, threshold, reset = float(self.params.beta), float(self.params.threshold), self.params.reset
         count = int(self.spk_seq.sum())
         plot_membrane(
@@ -250,7 +193,7 @@ def _as_images(images: Tensor | Sequence[Tensor]) -> Tensor:
     return images
 
 
-class EncodingExplorer(_Explorer):
+class EncodingExplorer(Explorer):
     r"""Pick an image, a code and a number of steps; see the spikes and what they give back.
 
     Codes (:data:`CODINGS`):
