@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from spikelib.app.cli import main
 
 SMALL = ["--num-train", "3", "--num-val", "1", "--num-test", "2", "--image-size", "32", "-q"]
@@ -66,6 +68,7 @@ def test_usage_errors_return_argparse_status_without_raising(capsys):
     assert "invalid int value" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_python_dash_m_entry_point_runs(tmp_path):
     repo = Path(__file__).resolve().parents[1]
     done = subprocess.run(

@@ -370,6 +370,7 @@ def test_changing_t_keeps_the_twin_checkpoint_and_refuses_the_snn_one(tmp_path, 
     )
 
 
+@pytest.mark.slow
 def test_kill_9_mid_epoch_then_resume_reaches_the_same_metrics(finished_run, tmp_path):
     """A real SIGKILL while epoch 2 of 3 trains; ``--resume`` ends where an uninterrupted run ends."""
     reference = history_of(finished_run / "runs" / "tiny")

@@ -89,6 +89,7 @@ class PerStepConvSNN(FoldedConvSNN):
 # ---------------------------------------------------------------- MACs
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "name, paper_gmacs",
     [("resnet18", 1.8), ("resnet34", 3.6), ("vgg19", 19.6)],

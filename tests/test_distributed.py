@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from spikelib.runtime.distributed import (
@@ -39,6 +40,7 @@ def test_a_single_process_needs_no_process_group(monkeypatch):
     assert max_replica_difference(model, info) == 0.0
 
 
+@pytest.mark.slow
 def test_two_processes_train_identical_replicas_on_disjoint_shards(synth_root, tmp_path):
     """BPTT through DistributedDataParallel and DECOLLE through gradient averaging, 2 gloo processes.
 
