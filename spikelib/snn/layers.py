@@ -30,8 +30,11 @@ Batch normalization in a spiking block normalizes each channel with statistics t
 over all time steps and samples together (``[T*B, C, H, W]``), with one set of affine
 parameters for all steps: threshold-dependent BN (tdBN) of Zheng et al. 2021 without
 its threshold scaling. Its running statistics are therefore those of the whole
-sequence, and a block with BN needs the whole sequence at once (which is how every
-block here runs).
+sequence, and in training mode a block with BN needs the whole sequence at once: the
+statistics of step 0 depend on step ``T-1``, so a run chunk by chunk
+(:meth:`SpikingConvBlock.run`) would normalize each chunk with its own statistics and
+compute something else. In eval mode BN uses its running statistics, step by step, and
+chunks are exact.
 
 Spike rates per layer: every spiking block lists its neurons in ``.lifs``; they are
 :class:`spikelib.snn.neurons.LIF` layers, so :class:`spikelib.eval.activity.SpikeCounter` finds
