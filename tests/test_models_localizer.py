@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
+from spikelib.eval.activity import SpikeCounter
 from spikelib.models.localizer import (
     PRESETS,
     AnnLocalizer,
@@ -450,3 +453,19 @@ def test_forward_with_batch_norm_in_training_runs_the_whole_sequence_as_before()
             assert torch.equal(module.running_mean, ref.running_mean)
     with pytest.raises(ValueError, match="chunk_size"):
         SpikingLocalizer(config, chunk_size=0)
+
+
+def test_chunked_forward_is_seen_by_spike_counters_and_no_grad_runs_the_whole_sequence():
+    config = _tiny(num_steps=4, init_gain=2.0)
+    model, images = build_localizer(config), _images(config)
+    assert model.runs_chunked()
+    with torch.no_grad():
+        assert not model.runs_chunked()  # evaluation tools hook LIF layers and read [T, B, ...] per call
+        whole_rates = [float(spk.mean()) for spk in model.record(images).outputs.values()]
+    with SpikeCounter(model) as counter:  # forward hooks fire once per chunk, on the chunk's spikes
+        model(images)
+    assert counter.neuron_steps == {
+        name: 4 * BATCH * math.prod(shape)
+        for name, shape in zip(counter.neuron_steps, config.feature_shapes().values())
+    }
+    assert list(counter.layer_rates().values()) == pytest.approx(whole_rates, rel=1e-6)

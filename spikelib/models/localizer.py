@@ -488,14 +488,15 @@ class SpikingLocalizer(_Pyramid):
 
     * :meth:`record` runs layer by layer over the whole sequence and keeps every layer's
       spikes (for plots, spike counts, latency);
-    * :meth:`forward` (training, evaluation) runs ``chunk_size`` steps at a time through
+    * :meth:`forward`, with gradients (BPTT), runs ``chunk_size`` steps at a time through
       every layer (:func:`spikelib.snn.chunked.run_chunked`), the neurons' states passed
       explicitly from chunk to chunk, and accumulates only what the head reads, so
-      activations and gradients exist for one chunk instead of all ``T`` steps. Where
-      that would change the result it runs the whole sequence as :meth:`record` does:
-      with BatchNorm in training mode (its statistics span all ``T`` steps of a batch;
-      in eval mode it uses its running statistics and is chunked), with
-      ``readout="membrane"``, and with ``chunk_size=None``;
+      activations and gradients exist for one chunk instead of all ``T`` steps. It runs
+      the whole sequence as :meth:`record` does with BatchNorm in training mode (its
+      statistics span all ``T`` steps of a batch: chunks would change the result), with
+      ``readout="membrane"``, with ``chunk_size=None``, and without gradients
+      (evaluation: the tools of :mod:`spikelib.eval` that hook the LIF layers read a
+      whole sequence ``[T, B, ...]`` per call);
     * :meth:`step` advances every layer by one time step with explicit state (for online
       rules such as DECOLLE, :class:`spikelib.learning.decolle.DECOLLE`).
 
@@ -618,8 +619,9 @@ class SpikingLocalizer(_Pyramid):
     # -- chunk by chunk (training and evaluation) -----------------------------------
     def runs_chunked(self) -> bool:
         """Whether :meth:`forward` runs chunk by chunk now (see the class docstring)."""
-        batch_norm_training = self.config.norm == "batch" and self.training
-        return self.chunk_size is not None and self.config.readout != "membrane" and not batch_norm_training
+        if self.chunk_size is None or self.config.readout == "membrane" or not torch.is_grad_enabled():
+            return False
+        return not (self.config.norm == "batch" and self.training)
 
     def _chunk(
         self, x_chunk: Tensor, states: tuple[LIFState | None, ...], arena: SavedArena

@@ -14,6 +14,7 @@ Used by :mod:`spikelib.snn.layers`; tested against the reference in ``tests/test
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -22,7 +23,7 @@ from torch import Tensor
 from spikelib.snn.neurons import LIF, PAPER_SPIKE_FN, LIFParams, LIFState, check_lif_params
 from spikelib.snn.surrogate import FastSigmoid, SurrogateSpike
 
-__all__ = ["lif_seq_fused", "FusedLIF"]
+__all__ = ["lif_seq_fused", "LIFCarry", "FusedLIF"]
 
 
 def _as_float(value: float | Tensor, name: str) -> float:
@@ -186,6 +187,26 @@ def lif_seq_fused(
     return _run_fused(cur_seq, check_lif_params(params), spike_fn, state)
 
 
+@dataclass
+class LIFCarry:
+    """A LIF layer's state from one call to the next within one sequence, held by the caller.
+
+    Created by :meth:`FusedLIF.run` for one call (never stored on a module): ``forward``
+    starts from ``state`` and replaces it with the state after its last step, so that
+    the call goes through ``nn.Module.__call__`` and forward hooks (``SpikeCounter``) see
+    the spikes of every chunk.
+
+    Attributes:
+        state (LIFState or None): the state before the call (``None``: rest); after it, the
+            state after the last step.
+        mem_out (Tensor[T, B, ...] or None): where to write the membrane trace kept for
+            backward (e.g. carved from a :class:`~spikelib.snn.saved.SavedArena`).
+    """
+
+    state: LIFState | None = None
+    mem_out: Tensor | None = None
+
+
 class FusedLIF(LIF):
     """A :class:`~spikelib.snn.neurons.LIF` layer whose ``forward`` runs :func:`lif_seq_fused`.
 
@@ -194,9 +215,24 @@ class FusedLIF(LIF):
     :func:`spikelib.snn.layers.lif_layers`) find it and count what ``forward`` emits.
     """
 
-    def forward(self, cur_seq: Tensor) -> Tensor:
-        """Spikes for a whole sequence from rest: ``cur_seq [T, B, ...] -> spk_seq [T, B, ...]``."""
-        spk_seq, _ = self.run(cur_seq)
+    def forward(self, cur_seq: Tensor, carry: LIFCarry | None = None) -> Tensor:
+        """Spikes for a sequence: ``cur_seq [T, B, ...] -> spk_seq [T, B, ...]``.
+
+        From rest, or, given a ``carry``, from ``carry.state``, which is then replaced by
+        the state after the last step (see :meth:`run`).
+        """
+        if not isinstance(cur_seq, Tensor) or cur_seq.ndim < 1 or cur_seq.shape[0] < 1:
+            shape = tuple(cur_seq.shape) if isinstance(cur_seq, Tensor) else type(cur_seq).__name__
+            raise ValueError(f"cur_seq must be a Tensor [T, B, ...] with T >= 1, got {shape}")
+        if carry is None:
+            spk_seq, _ = _run_fused(cur_seq, self.params, self.spike_fn, None)
+            return spk_seq
+        if carry.mem_out is not None and carry.mem_out.shape != cur_seq.shape:
+            raise ValueError(
+                f"mem_out must have the shape of cur_seq {tuple(cur_seq.shape)}, got {tuple(carry.mem_out.shape)}"
+            )
+        spk_seq, carry.state = _run_fused(cur_seq, self.params, self.spike_fn, carry.state, carry.mem_out)
+        carry.mem_out = None  # used
         return spk_seq
 
     def run(
@@ -206,24 +242,18 @@ class FusedLIF(LIF):
 
         The explicit-state form of :meth:`forward`, for running a sequence in chunks
         (:func:`spikelib.snn.chunked.run_chunked`): pass the returned state to the next
-        chunk's call. Not seen by forward hooks (``SpikeCounter`` counts ``forward``).
+        chunk's call. Goes through the module call, so forward hooks see every chunk.
 
         Args:
             cur_seq (Tensor[T, B, ...]): input currents.
             state (LIFState, optional): the state before the first step; ``None``: rest.
             mem_out (Tensor[T, B, ...], optional): where to write the membrane trace kept
-                for backward (e.g. carved from a :class:`~spikelib.snn.saved.SavedArena`);
-                ``None``: a new tensor.
+                for backward; ``None``: a new tensor.
 
         Returns:
             tuple[Tensor[T, B, ...], LIFState]: spikes, and the state after the last step
             (its membrane is a view of the saved trace: do not modify it in place).
         """
-        if not isinstance(cur_seq, Tensor) or cur_seq.ndim < 1 or cur_seq.shape[0] < 1:
-            shape = tuple(cur_seq.shape) if isinstance(cur_seq, Tensor) else type(cur_seq).__name__
-            raise ValueError(f"cur_seq must be a Tensor [T, B, ...] with T >= 1, got {shape}")
-        if mem_out is not None and mem_out.shape != cur_seq.shape:
-            raise ValueError(
-                f"mem_out must have the shape of cur_seq {tuple(cur_seq.shape)}, got {tuple(mem_out.shape)}"
-            )
-        return _run_fused(cur_seq, self.params, self.spike_fn, state, mem_out)
+        carry = LIFCarry(state, mem_out)
+        spk_seq = self(cur_seq, carry)
+        return spk_seq, carry.state
