@@ -338,7 +338,7 @@ class _Resample(nn.Module):
         self.seq = TimeDistributed(module)
 
     def forward(self, x: Tensor, arena: SavedArena | None = None) -> Tensor:
-        return self.seq.apply(x, spikes=True, arena=arena) if x.ndim == 5 else self.seq.module(x)
+        return self.seq.forward_packed(x, spikes=True, arena=arena) if x.ndim == 5 else self.seq.module(x)
 
 
 class LocalizationHead(nn.Module):

@@ -152,7 +152,7 @@ class TimeDistributed(nn.Module):
         """``x_seq [T, B, ...] -> [T, B, ...]`` (a spike input, told by its values, is kept as int8)."""
         return apply_seq_packed(self.module, x_seq, self.fold_time)
 
-    def apply(self, x_seq: Tensor, *, spikes: bool | None = None, arena: SavedArena | None = None) -> Tensor:
+    def forward_packed(self, x_seq: Tensor, *, spikes: bool | None = None, arena: SavedArena | None = None) -> Tensor:
         """:meth:`forward` for a caller that knows whether ``x_seq`` is a spike train and where to
         keep the packed copy (:func:`spikelib.snn.saved.apply_seq_packed`)."""
         return apply_seq_packed(self.module, x_seq, self.fold_time, spikes=spikes, arena=arena)
