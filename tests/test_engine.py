@@ -1,5 +1,5 @@
-"""spikelib.snn.engine / spikelib.snn.fused: the fused LIF against the reference, compact saving,
-chunked execution, the arena, the allocator set-up, and the benchmark's (a) = (b) check."""
+"""The engine: spikelib.snn.fused (the fused LIF against the reference), .saved (int8 saving, the
+arena), .sequence, .chunked (explicit state), runtime.allocator, and the benchmark's (a) = (b) check."""
 
 from __future__ import annotations
 
@@ -15,22 +15,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from spikelib import snn
 from spikelib.eval.activity import SpikeCounter
-from spikelib.snn import engine
-from spikelib.snn.engine import (
-    FusedLIF,
-    SavedArena,
-    apply_seq,
-    configure_cpu_allocator,
-    empty_cache,
-    is_spike_train,
-    lif_seq_fused,
-    resolve_fold_time,
-    run_chunked,
-    spikes_saved_as_int8,
-)
-from spikelib.snn.layers import make_resnet_stack
+from spikelib.runtime.allocator import configure_cpu_allocator
+from spikelib.snn import engine, saved
+from spikelib.snn.chunked import run_chunked
+from spikelib.snn.fused import FusedLIF, lif_seq_fused
+from spikelib.snn.layers import SpikingConvBlock
 from spikelib.snn.neurons import LIF, LIFParams, LIFState, lif_seq
+from spikelib.snn.saved import SavedArena, apply_seq_packed, empty_cache, is_spike_train, spikes_saved_as_int8
+from spikelib.snn.sequence import apply_seq, resolve_fold_time
 from spikelib.snn.surrogate import ArcTan, FastSigmoid
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_engine.py"
@@ -142,12 +136,14 @@ def _spike_seq(shape=(3, 2, 4, 8, 8), seed=0):
     return cur, spk_seq
 
 
-def test_is_spike_train_from_the_graph_and_from_values():
+def test_is_spike_train_is_told_by_the_values():
     _, spk_seq = _spike_seq()
     pooled = F.max_pool2d(spk_seq.flatten(0, 1), 2)
     assert is_spike_train(spk_seq) and is_spike_train(pooled) and is_spike_train(spk_seq + spk_seq)
-    assert is_spike_train(torch.tensor([0.0, 1.0, 3.0]))  # no graph: looked at
-    assert not is_spike_train(spk_seq * 0.5)
+    assert is_spike_train(torch.tensor([0.0, 1.0, 3.0]))
+    assert 0 < float(spk_seq.detach().mean()) < 1 and not is_spike_train(spk_seq * 0.5)
+    assert not is_spike_train(torch.tensor([0, 1]))  # not floating point
+    assert not is_spike_train(torch.tensor([1.0, float("nan")]))
     assert not is_spike_train(torch.tensor([0.0, 0.25]))  # direct coding: pixel values
     assert not is_spike_train(torch.tensor([200.0]))  # beyond int8
 
@@ -174,9 +170,9 @@ def test_max_pool_indices_are_narrowed_and_routing_is_unchanged(monkeypatch):
     cur, spk_seq = _spike_seq(shape=(2, 2, 4, 32, 32))
     reference = torch.autograd.grad(apply_seq(nn.MaxPool2d(2), spk_seq).sum(), cur, retain_graph=True)[0]
     narrowed = []
-    narrow_copy = engine._narrow_copy
+    narrow_copy = saved._narrow_copy
     monkeypatch.setattr(
-        engine,
+        saved,
         "_narrow_copy",
         lambda x, dtype, arena: narrowed.append((x.dtype, dtype)) or narrow_copy(x, dtype, arena),
     )
@@ -190,13 +186,25 @@ def test_max_pool_indices_are_narrowed_and_routing_is_unchanged(monkeypatch):
 # ---------------------------------------------------------------------- chunks
 
 
-def _stack(seed=0):
+def _blocks(seed=0):
+    """Two spiking conv blocks without BatchNorm (float64, weights x3 so that both spike)."""
     torch.manual_seed(seed)
-    model = make_resnet_stack("sew", 1, (4, 6), batch_norm=False).double()
+    blocks = nn.ModuleList([SpikingConvBlock(1, 4, 3, bias=True), SpikingConvBlock(4, 6, 3, bias=True)]).double()
     with torch.no_grad():
-        for parameter in model.parameters():
+        for parameter in blocks.parameters():
             parameter.mul_(3.0)
-    return model
+    return blocks
+
+
+def _chunk_fn(blocks):
+    """The chunk function of the two blocks: the state is one LIFState (or None) per block."""
+
+    def chunk(x_chunk, states, arena):
+        spk1, state1 = blocks[0].run(x_chunk, states[0], arena=arena)
+        spk2, state2 = blocks[1].run(spk1, states[1], spikes=True, arena=arena)
+        return spk2, (state1, state2)
+
+    return chunk
 
 
 def _input(seed=0, num_steps=5):
@@ -204,44 +212,66 @@ def _input(seed=0, num_steps=5):
     return (torch.rand(num_steps, 2, 1, 8, 8, generator=gen, dtype=torch.float64) < 0.5).double()
 
 
-@pytest.mark.parametrize("chunk_size", [1, 2, None])
-@pytest.mark.parametrize("reduce", [None, "mean"])
+@pytest.mark.parametrize("chunk_size", [1, 2, 5])
+@pytest.mark.parametrize("reduce", [None, "mean", "sum", "last"])
 def test_run_chunked_equals_whole_sequence_outputs_and_gradients(chunk_size, reduce):
-    model, x_seq = _stack(), _input()
-    whole = model(x_seq)
-    whole = whole if reduce is None else whole.mean(0)
-    grads_whole = torch.autograd.grad(whole.square().sum(), list(model.parameters()))
-    chunked = run_chunked(model, x_seq, chunk_size, reduce=reduce)
-    grads_chunked = torch.autograd.grad(chunked.square().sum(), list(model.parameters()))
-    assert float(whole.mean()) > 0.02  # the stack spikes
+    blocks, x_seq = _blocks(), _input()
+    whole = blocks[1](blocks[0](x_seq))
+    whole = {None: whole, "mean": whole.mean(0), "sum": whole.sum(0), "last": whole[-1]}[reduce]
+    grads_whole = torch.autograd.grad(whole.square().sum(), list(blocks.parameters()))
+    chunked = run_chunked(_chunk_fn(blocks), x_seq, (None, None), chunk_size, reduce=reduce)
+    grads_chunked = torch.autograd.grad(chunked.square().sum(), list(blocks.parameters()))
+    assert float(whole.detach().mean()) > 0.02  # the blocks spike
     torch.testing.assert_close(chunked, whole, rtol=0, atol=1e-12)
     for got, want in zip(grads_chunked, grads_whole):
+        assert want.abs().max() > 0
         torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
 
 
-def test_run_chunked_starts_from_rest_and_leaves_no_state_behind():
-    model, x_seq = _stack(), _input()
-    first = run_chunked(model, x_seq, 1)
-    assert torch.equal(run_chunked(model, x_seq, 1), first)
-    assert torch.equal(model(x_seq), first)
-    assert not any("_carry" in m.__dict__ or "_saved_arena" in m.__dict__ for m in model.modules())
-    with pytest.raises(ValueError, match="channels"):  # a failing chunk still cleans up
-        run_chunked(model, x_seq.expand(-1, -1, 3, -1, -1), 1)
-    assert not any("_carry" in m.__dict__ or "_saved_arena" in m.__dict__ for m in model.modules())
+def test_run_chunked_carries_state_explicitly_and_leaves_nothing_on_the_modules():
+    blocks, x_seq = _blocks(), _input()
+    before = {name: dict(vars(m)) for name, m in blocks.named_modules()}
+    seen = []
+
+    def chunk(x_chunk, states, arena):
+        seen.append(states)
+        return _chunk_fn(blocks)(x_chunk, states, arena)
+
+    first = run_chunked(chunk, x_seq, (None, None), 2)
+    assert seen[0] == (None, None) and all(s.mem.shape == (2, 4, 8, 8) for s in (seen[1][0], seen[2][0]))
+    assert len(seen) == 3  # chunks of 2, 2, 1 steps
+    assert torch.equal(run_chunked(_chunk_fn(blocks), x_seq, (None, None), 2), first)  # each call from rest
+    assert {name: dict(vars(m)) for name, m in blocks.named_modules()}.keys() == before.keys()
+    for name, m in blocks.named_modules():
+        assert vars(m).keys() == before[name].keys(), name
 
 
-def test_run_chunked_refuses_batch_norm_in_training_and_bad_arguments():
-    model = make_resnet_stack("sew", 1, 4)  # with BatchNorm
-    x_seq = _input().float()
-    with pytest.raises(ValueError, match="BatchNorm"):
-        run_chunked(model, x_seq, 1)
-    model.eval()
-    with torch.no_grad():
-        torch.testing.assert_close(run_chunked(model, x_seq, 2), model(x_seq))
+def test_run_chunked_rejects_bad_arguments():
+    blocks, x_seq = _blocks(), _input()
     with pytest.raises(ValueError, match="chunk_size"):
-        run_chunked(model, x_seq, 0)
+        run_chunked(_chunk_fn(blocks), x_seq, (None, None), 0)
     with pytest.raises(ValueError, match="reduce"):
-        run_chunked(model, x_seq, 1, reduce="max")
+        run_chunked(_chunk_fn(blocks), x_seq, (None, None), 1, reduce="max")
+    with pytest.raises(ValueError, match="T >= 1"):
+        run_chunked(_chunk_fn(blocks), x_seq[:0], (None, None), 1)
+
+
+def test_apply_seq_packed_packs_by_values_or_by_the_callers_word(monkeypatch):
+    conv = nn.Conv2d(4, 5, 3, padding=1)
+    _, spk_seq = _spike_seq()
+    packed = []
+    narrow_copy = saved._narrow_copy
+    monkeypatch.setattr(
+        saved, "_narrow_copy", lambda x, dtype, arena: packed.append(dtype) or narrow_copy(x, dtype, arena)
+    )
+    apply_seq_packed(conv, spk_seq, False)  # spikes told by their values
+    assert packed == [torch.int8] * spk_seq.shape[0]  # one int8 copy per step
+    packed.clear()
+    apply_seq_packed(conv, spk_seq.detach() * 0.5, False)  # not whole numbers: left as float
+    apply_seq_packed(conv, spk_seq, False, spikes=False)  # the caller says no
+    with torch.no_grad():
+        apply_seq_packed(conv, spk_seq, False, spikes=True)  # nothing is saved without a graph
+    assert packed == []
 
 
 def test_arena_carves_separate_tensors_and_returns_blocks_to_the_pool():
@@ -273,6 +303,7 @@ def test_apply_seq_fold_and_loop_agree_and_fold_time_is_validated():
 
 
 def test_configure_cpu_allocator_is_idempotent_and_reports():
+    assert snn.configure_cpu_allocator is engine.configure_cpu_allocator is configure_cpu_allocator
     first = configure_cpu_allocator()
     assert configure_cpu_allocator() == first
     assert set(first) == {"allocator", "changed", "settings"}
@@ -284,7 +315,7 @@ def test_importing_the_engine_configures_nothing():
     code = (
         "import torch, ctypes; calls = []; real = ctypes.CDLL; "
         "ctypes.CDLL = lambda *a, **k: calls.append(a) or real(*a, **k); "
-        "import spikelib.snn.engine, spikelib.snn.layers, spikelib.snn.fused; assert calls == [], calls"
+        "import spikelib.snn.engine, spikelib.snn.layers, spikelib.models.localizer; assert calls == [], calls"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=BENCH.parents[1])
 

@@ -224,3 +224,11 @@ def test_spiking_conv_block_current_seq_is_conv_then_bn_over_all_steps_and_feeds
     torch.testing.assert_close(block(x_seq), expected)
     # one step in eval mode uses the same running statistics as the whole sequence
     torch.testing.assert_close(block.current(x_seq[2]), block.current_seq(x_seq)[2])
+
+
+def test_module_apply_still_reaches_every_submodule_of_a_localizer_like_stack():
+    # nn.Module.apply(fn) recurses into children: no block may shadow it with a method of its own
+    model = torch.nn.Sequential(TimeDistributed(torch.nn.MaxPool2d(2)), SpikingConvBlock(1, 2, 3))
+    seen = []
+    model.apply(lambda m: seen.append(type(m).__name__))
+    assert {"TimeDistributed", "MaxPool2d", "SpikingConvBlock", "Conv2d", "FusedLIF"} <= set(seen)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
+from spikelib.eval.activity import SpikeCounter
 from spikelib.models.localizer import (
     PRESETS,
     AnnLocalizer,
@@ -347,3 +350,122 @@ def test_norm_batch_step_uses_the_batch_statistics_of_one_step_in_training():
     x = model.encode(images)[0]
     cur = model.encoder[0].current(x)
     torch.testing.assert_close(cur.mean((0, 2, 3)), torch.zeros(cur.shape[1]), atol=1e-5, rtol=0)
+
+
+# ---------------------------------------------------------------- the engine path
+
+
+def _plain_prediction(model: SpikingLocalizer, images: torch.Tensor) -> Prediction:
+    """The localizer written out plainly over whole sequences: the reference LIF (``lif_seq``), one
+    convolution over ``[T*B, ...]``, BN over ``[T*B, ...]``, no int8 saving, no chunks, no arena."""
+    config = model.config
+    x_seq = model.encode(images)
+    num_steps = x_seq.shape[0]
+
+    def layer(block, inp_seq):
+        cur = torch.nn.functional.conv2d(
+            inp_seq.flatten(0, 1), block.conv.weight, block.conv.bias, padding=block.conv.padding
+        )
+        cur = block.bn(cur) if block.bn is not None else cur
+        spk_seq, _ = lif_seq(cur.unflatten(0, (num_steps, -1)), block.lif.params, block.lif.spike_fn)
+        return spk_seq
+
+    def per_step(fn, seq):
+        return fn(seq.flatten(0, 1)).unflatten(0, seq.shape[:2])
+
+    outputs, x = [], x_seq
+    for i, block in enumerate(model.encoder):
+        x = layer(block, x if i == 0 else per_step(lambda t: torch.nn.functional.max_pool2d(t, 2), x))
+        outputs.append(x)
+    for j, block in enumerate(model.decoder):
+        if j > 0:
+            x = per_step(lambda t: torch.nn.functional.interpolate(t, scale_factor=2.0), x) + outputs[-1 - 2 * j]
+        x = layer(block, x)
+        outputs.append(x)
+    features = x.mean(0) if config.readout == "mean" else x[-1]
+    return model.head(features)
+
+
+def _prediction_and_grads(model, images, run):
+    model.zero_grad(set_to_none=True)
+    torch.manual_seed(7)  # the same rate code for every run
+    pred = run(model, images)
+    (pred.logits.square().sum() + (pred.boxes * torch.linspace(1, 2, 4, dtype=pred.boxes.dtype)).sum()).backward()
+    return pred, {name: p.grad.clone() for name, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize(
+    ("norm", "coding", "readout"),
+    [("none", "direct", "mean"), ("none", "rate", "last"), ("batch", "direct", "mean"), ("batch", "rate", "mean")],
+)
+def test_engine_path_equals_the_plain_whole_sequence_path_outputs_and_every_gradient(norm, coding, readout):
+    config = _tiny(norm=norm, coding=coding, readout=readout, num_steps=5, init_gain=2.0)
+    torch.manual_seed(0)
+    model = build_localizer(config).double()
+    images = _images(config).double()
+    assert model.runs_chunked() == (norm == "none")  # BN in training: the whole sequence
+    with torch.no_grad():
+        torch.manual_seed(7)
+        rates = [float(spk.mean()) for spk in model.record(images).outputs.values()]
+    assert min(rates) > 0.01  # every layer spikes: the comparison means something
+    engine_pred, engine_grads = _prediction_and_grads(model, images, lambda m, x: m(x))
+    plain_pred, plain_grads = _prediction_and_grads(model, images, _plain_prediction)
+    torch.testing.assert_close(engine_pred.logits, plain_pred.logits, rtol=0, atol=1e-12)
+    torch.testing.assert_close(engine_pred.boxes, plain_pred.boxes, rtol=0, atol=1e-12)
+    assert engine_grads.keys() == plain_grads.keys()
+    for name, grad in engine_grads.items():
+        assert plain_grads[name].abs().max() > 0, name
+        torch.testing.assert_close(grad, plain_grads[name], rtol=1e-9, atol=1e-12, msg=name)
+
+
+@pytest.mark.parametrize("norm", ["none", "batch"])
+@pytest.mark.parametrize("chunk_size", [1, 2])
+def test_forward_chunked_is_bit_for_bit_the_whole_sequence_in_float32(norm, chunk_size):
+    config = _tiny(norm=norm, num_steps=5, init_gain=2.0)
+    torch.manual_seed(0)
+    model, images = build_localizer(config), _images(config)
+    if norm == "batch":
+        model(images)  # running statistics, then eval mode: BN is chunkable
+        model.eval()
+    whole = SpikingLocalizer(config, chunk_size=None)
+    whole.load_state_dict(model.state_dict())
+    whole.train(model.training)
+    model.chunk_size = chunk_size
+    assert model.runs_chunked() and not whole.runs_chunked()
+    chunked_pred, chunked_grads = _prediction_and_grads(model, images, lambda m, x: m(x))
+    whole_pred, whole_grads = _prediction_and_grads(whole, images, lambda m, x: m(x))
+    assert torch.equal(chunked_pred.logits, whole_pred.logits) and torch.equal(chunked_pred.boxes, whole_pred.boxes)
+    assert torch.equal(whole_pred.logits, whole.record(images).prediction.logits)
+    for name, grad in chunked_grads.items():
+        torch.testing.assert_close(grad, whole_grads[name], rtol=1e-6, atol=1e-9, msg=name)
+
+
+def test_forward_with_batch_norm_in_training_runs_the_whole_sequence_as_before():
+    config = _tiny(norm="batch", num_steps=4)
+    model, images = build_localizer(config), _images(config)
+    model.train()
+    assert not model.runs_chunked()
+    reference = SpikingLocalizer(config, chunk_size=None)
+    reference.load_state_dict(model.state_dict())
+    assert torch.equal(model(images).boxes, reference.record(images).prediction.boxes)
+    for module, ref in zip(model.modules(), reference.modules()):  # the same statistics were taken
+        if isinstance(module, torch.nn.BatchNorm2d):
+            assert torch.equal(module.running_mean, ref.running_mean)
+    with pytest.raises(ValueError, match="chunk_size"):
+        SpikingLocalizer(config, chunk_size=0)
+
+
+def test_chunked_forward_is_seen_by_spike_counters_and_no_grad_runs_the_whole_sequence():
+    config = _tiny(num_steps=4, init_gain=2.0)
+    model, images = build_localizer(config), _images(config)
+    assert model.runs_chunked()
+    with torch.no_grad():
+        assert not model.runs_chunked()  # evaluation tools hook LIF layers and read [T, B, ...] per call
+        whole_rates = [float(spk.mean()) for spk in model.record(images).outputs.values()]
+    with SpikeCounter(model) as counter:  # forward hooks fire once per chunk, on the chunk's spikes
+        model(images)
+    assert counter.neuron_steps == {
+        name: 4 * BATCH * math.prod(shape)
+        for name, shape in zip(counter.neuron_steps, config.feature_shapes().values())
+    }
+    assert list(counter.layer_rates().values()) == pytest.approx(whole_rates, rel=1e-6)

@@ -27,10 +27,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from spikelib.checks import check_choice, check_int_tuple, check_number
+from spikelib.snn.chunked import run_chunked
 from spikelib.snn.encoding import CODINGS, direct_encode, latency_encode, rate_encode
-from spikelib.snn.engine import lif_seq_fused
+from spikelib.snn.fused import lif_seq_fused
 from spikelib.snn.layers import ConvBlock, SpikingConvBlock, TimeDistributed
 from spikelib.snn.neurons import LIFParams, LIFState, check_lif_params, leaky_integrate_seq
+from spikelib.snn.saved import SavedArena
 from spikelib.snn.surrogate import SurrogateSpike, get_surrogate
 
 __all__ = [
@@ -363,14 +365,18 @@ def preset(name: str, **overrides: Any) -> LocalizerConfig:
 
 
 class _Resample(nn.Module):
-    """A stateless 2x resampling (max-pool or nearest upsample) for ``[B, ...]`` or ``[T, B, ...]``."""
+    """A stateless 2x resampling (max-pool or nearest upsample) for ``[B, ...]`` or ``[T, B, ...]``.
+
+    In the spiking model its input is always a spike map (spikes, or a sum of two), so a
+    sequence is kept as ``int8`` for backward without looking at its values.
+    """
 
     def __init__(self, module: nn.Module) -> None:
         super().__init__()
-        self.seq = TimeDistributed(module)  # keeps a spike input as uint8 for backward
+        self.seq = TimeDistributed(module)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.seq(x) if x.ndim == 5 else self.seq.module(x)
+    def forward(self, x: Tensor, arena: SavedArena | None = None) -> Tensor:
+        return self.seq.forward_packed(x, spikes=True, arena=arena) if x.ndim == 5 else self.seq.module(x)
 
 
 class LocalizationHead(nn.Module):
@@ -450,18 +456,23 @@ class _Pyramid(nn.Module):
         self.head = LocalizationHead(config)
 
     def _pyramid(
-        self, x: Tensor, apply: Callable[[int, nn.Module, Tensor], Tensor], skip: bool | None = None
+        self,
+        x: Tensor,
+        apply: Callable[[int, nn.Module, Tensor], Tensor],
+        skip: bool | None = None,
+        arena: SavedArena | None = None,
     ) -> list[Tensor]:
-        """Run every layer; returns the output of each, encoder then decoder."""
+        """Run every layer; returns the output of each, encoder then decoder (``arena``: where
+        pooling and upsampling keep their spike inputs for backward, see :class:`_Resample`)."""
         skip = self.config.skip if skip is None else skip
         outputs: list[Tensor] = []
         levels = self.config.levels
         for i, layer in enumerate(self.encoder):
-            x = apply(i, layer, x if i == 0 else self.pool(x))
+            x = apply(i, layer, x if i == 0 else self.pool(x, arena))
             outputs.append(x)
         for j, layer in enumerate(self.decoder):
             if j > 0:
-                x = self.upsample(x)
+                x = self.upsample(x, arena)
                 if skip:
                     x = x + outputs[levels - 1 - j]
             x = apply(levels + j, layer, x)
@@ -510,19 +521,33 @@ class SpikingLocalizer(_Pyramid):
     :math:`\mathrm{BN}_l(W_l * X_l[t])`, statistics over all steps and samples together
     (over one step's batch in :meth:`step`, see :meth:`spikelib.snn.layers.SpikingConvBlock.current`).
 
-    Two ways to run it: :meth:`forward` / :meth:`record` process layer by layer over
-    the whole sequence (fast; the graph spans all T steps, for BPTT); :meth:`step`
-    advances every layer by one time step with explicit state (for online rules such as
-    DECOLLE, :class:`spikelib.learning.decolle.DECOLLE`). Both give the same spikes.
+    Three ways to run it, all giving the same spikes:
+
+    * :meth:`record` runs layer by layer over the whole sequence and keeps every layer's
+      spikes (for plots, spike counts, latency);
+    * :meth:`forward`, with gradients (BPTT), runs ``chunk_size`` steps at a time through
+      every layer (:func:`spikelib.snn.chunked.run_chunked`), the neurons' states passed
+      explicitly from chunk to chunk, and accumulates only what the head reads, so
+      activations and gradients exist for one chunk instead of all ``T`` steps. It runs
+      the whole sequence as :meth:`record` does with BatchNorm in training mode (its
+      statistics span all ``T`` steps of a batch: chunks would change the result), with
+      ``readout="membrane"``, with ``chunk_size=None``, and without gradients
+      (evaluation: the tools of :mod:`spikelib.eval` that hook the LIF layers read a
+      whole sequence ``[T, B, ...]`` per call);
+    * :meth:`step` advances every layer by one time step with explicit state (for online
+      rules such as DECOLLE, :class:`spikelib.learning.decolle.DECOLLE`).
 
     Args:
         config (LocalizerConfig): the architecture and neuron settings.
+        chunk_size (int or None): time steps per chunk of :meth:`forward`; ``None``:
+            always the whole sequence. Default 1 (the time-first order of a snnTorch loop,
+            the leanest).
 
     Shapes:
         ``images`` (Tensor[B, in_channels, image_size, image_size]) -> :class:`Prediction`.
     """
 
-    def __init__(self, config: LocalizerConfig | None = None) -> None:
+    def __init__(self, config: LocalizerConfig | None = None, chunk_size: int | None = 1) -> None:
         config = LocalizerConfig() if config is None else config
         if not isinstance(config, LocalizerConfig):
             raise TypeError(
@@ -530,6 +555,8 @@ class SpikingLocalizer(_Pyramid):
                 f"LocalizerConfig.from_parts), got {type(config).__name__}"
             )
         spike_fn = _spike_fn(config)
+        if chunk_size is not None:
+            check_number("chunk_size", chunk_size, 1, integer=True)
 
         def block(c_in: int, c_out: int, k: int) -> SpikingConvBlock:
             return SpikingConvBlock(
@@ -544,6 +571,7 @@ class SpikingLocalizer(_Pyramid):
             )
 
         super().__init__(config, block)
+        self.chunk_size = chunk_size
         _init_convs(self, config.init_gain)
 
     # -- input and output -----------------------------------------------------------
@@ -598,7 +626,22 @@ class SpikingLocalizer(_Pyramid):
         counts = torch.arange(1, spk_seq.shape[0] + 1, dtype=spk_seq.dtype, device=spk_seq.device)
         return spk_seq.cumsum(0) / counts.view(-1, *([1] * (spk_seq.ndim - 1)))
 
-    # -- whole sequence (BPTT) ------------------------------------------------------
+    # -- whole sequence, every layer kept ------------------------------------------
+    def _run_whole(self, images: Tensor, skip: bool | None) -> tuple[list[Tensor], Tensor | None]:
+        """Every layer's spikes ``[T, B, ...]`` and, for readout "membrane", the last layer's current."""
+        last = 2 * self.config.levels - 1
+        cur_last: list[Tensor] = []
+
+        def apply(i: int, layer: nn.Module, x_seq: Tensor) -> Tensor:
+            spikes = None if i == 0 else True  # past the first layer, inputs are spike maps by construction
+            cur_seq = layer.current_seq(x_seq, spikes=spikes)
+            if i == last and self.config.readout == "membrane":
+                cur_last.append(cur_seq)
+            return layer.lif(cur_seq)
+
+        spk_seqs = self._pyramid(self.encode(images), apply, skip)
+        return spk_seqs, cur_last[0] if cur_last else None
+
     def record(self, images: Tensor, skip: bool | None = None) -> LocalizerRecord:
         """Run on a batch and keep every layer's spikes ``[T, B, C, H, W]``.
 
@@ -607,25 +650,46 @@ class SpikingLocalizer(_Pyramid):
             skip (bool, optional): override ``config.skip`` for this call (to show what
                 the decoder sees without the skip connections).
         """
-        last = 2 * self.config.levels - 1
-        cur_last: list[Tensor] = []
-
-        def apply(i: int, layer: nn.Module, x_seq: Tensor) -> Tensor:
-            if i != last or self.config.readout != "membrane":
-                return layer(x_seq)
-            cur_last.append(layer.current_seq(x_seq))
-            return layer.lif(cur_last[0])
-
-        spk_seqs = self._pyramid(self.encode(images), apply, skip)
+        spk_seqs, cur_seq = self._run_whole(images, skip)
         outputs = dict(zip(self.config.layer_names(), spk_seqs))
-        cur_seq = cur_last[0] if cur_last else None
         with torch.no_grad():
             readout_seq = self.readout_seq(spk_seqs[-1], cur_seq)
         return LocalizerRecord(outputs, self.head(self.readout_features(spk_seqs[-1], cur_seq)), readout_seq)
 
+    # -- chunk by chunk (training and evaluation) -----------------------------------
+    def runs_chunked(self) -> bool:
+        """Whether :meth:`forward` runs chunk by chunk now (see the class docstring)."""
+        if self.chunk_size is None or self.config.readout == "membrane" or not torch.is_grad_enabled():
+            return False
+        return not (self.config.norm == "batch" and self.training)
+
+    def _chunk(
+        self, x_chunk: Tensor, states: tuple[LIFState | None, ...], arena: SavedArena
+    ) -> tuple[Tensor, tuple[LIFState | None, ...]]:
+        """One chunk ``[t, B, ...]`` through every layer from ``states``: the last layer's
+        spikes ``[t, B, ...]`` and every layer's state after the chunk."""
+        new_states = list(states)
+
+        def apply(i: int, layer: nn.Module, x_seq: Tensor) -> Tensor:
+            spikes = None if i == 0 else True
+            spk_seq, new_states[i] = layer.run(x_seq, states[i], spikes=spikes, arena=arena)
+            return spk_seq
+
+        spk_seqs = self._pyramid(x_chunk, apply, arena=arena)
+        return spk_seqs[-1], tuple(new_states)
+
     def forward(self, images: Tensor) -> Prediction:
-        """``images [B, C, H, W] -> Prediction(logits [B, num_classes], boxes [B, 4])``."""
-        return self.record(images).prediction
+        """``images [B, C, H, W] -> Prediction(logits [B, num_classes], boxes [B, 4])``.
+
+        Chunk by chunk where :meth:`runs_chunked`, else over the whole sequence; the same
+        prediction either way (see the class docstring).
+        """
+        if not self.runs_chunked():
+            spk_seqs, cur_seq = self._run_whole(images, None)
+            return self.head(self.readout_features(spk_seqs[-1], cur_seq))
+        states: tuple[LIFState | None, ...] = (None,) * (2 * self.config.levels)
+        features = run_chunked(self._chunk, self.encode(images), states, self.chunk_size, reduce=self.config.readout)
+        return self.head(features)
 
     # -- one step at a time (online rules) ------------------------------------------
     def step(

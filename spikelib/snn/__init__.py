@@ -1,7 +1,11 @@
 """The spiking core, torch only: surrogate spike functions, the LIF neuron, input codes, the fused
-LIF and the sequence engine, spiking layers. Imports nothing else from spikelib.
+LIF, sequences (``sequence``), saved tensors (``saved``), chunked runs (``chunked``), spiking
+layers. Imports nothing else from spikelib but the allocator set-up of ``spikelib.runtime``
+(re-exported here, as ``spikelib.snn.engine`` gathers the engine's names).
 """
 
+from spikelib.runtime.allocator import configure_cpu_allocator
+from spikelib.snn.chunked import REDUCTIONS, run_chunked
 from spikelib.snn.encoding import (
     direct_encode,
     latency_decode,
@@ -10,17 +14,6 @@ from spikelib.snn.encoding import (
     latency_spike_time,
     rate_decode,
     rate_encode,
-)
-from spikelib.snn.engine import (
-    FOLD_TIME_CHOICES,
-    SavedArena,
-    apply_seq,
-    configure_cpu_allocator,
-    empty_cache,
-    is_spike_train,
-    resolve_fold_time,
-    run_chunked,
-    spikes_saved_as_int8,
 )
 from spikelib.snn.fused import FusedLIF, lif_seq_fused
 from spikelib.snn.layers import (
@@ -50,6 +43,8 @@ from spikelib.snn.neurons import (
     lif_step,
     reset_states,
 )
+from spikelib.snn.saved import SavedArena, apply_seq_packed, empty_cache, is_spike_train, spikes_saved_as_int8
+from spikelib.snn.sequence import FOLD_TIME_CHOICES, apply_seq, resolve_fold_time
 from spikelib.snn.surrogate import (
     SURROGATE_NAMES,
     ArcTan,
@@ -103,6 +98,8 @@ __all__ = [
     "is_spike_train",
     "SavedArena",
     "spikes_saved_as_int8",
+    "apply_seq_packed",
+    "REDUCTIONS",
     "run_chunked",
     "empty_cache",
     "configure_cpu_allocator",

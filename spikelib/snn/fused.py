@@ -8,13 +8,13 @@ backward loop is written out. What it keeps for the backward pass is the membran
 step-by-step graph of ``lif_seq`` or ``snntorch.Leaky`` keeps several tensors per step.
 :class:`FusedLIF` is the :class:`~spikelib.snn.neurons.LIF` module running it.
 
-Used by :mod:`spikelib.snn.layers` through :mod:`spikelib.snn.engine`; tested against the
-reference in ``tests/test_engine.py``.
+Used by :mod:`spikelib.snn.layers`; tested against the reference in ``tests/test_engine.py``.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -23,7 +23,7 @@ from torch import Tensor
 from spikelib.snn.neurons import LIF, PAPER_SPIKE_FN, LIFParams, LIFState, check_lif_params
 from spikelib.snn.surrogate import FastSigmoid, SurrogateSpike
 
-__all__ = ["lif_seq_fused", "FusedLIF"]
+__all__ = ["lif_seq_fused", "LIFCarry", "FusedLIF"]
 
 
 def _as_float(value: float | Tensor, name: str) -> float:
@@ -54,15 +54,13 @@ class _LIFSeqFunction(torch.autograd.Function):
         threshold: float,
         reset: str,
         spike_fn: SurrogateSpike,
-        extras: tuple[Tensor | None, Tensor | None],
+        mem_out: tuple[Tensor | None],
     ) -> tuple[Tensor, Tensor]:
-        # extras (a tuple, so autograd does not take them for inputs): a preallocated trace,
-        # and the spikes of the step before the first (if the caller has them; else recomputed)
-        mem_out, spk_init = extras
-        mem_seq = torch.empty_like(cur_seq, memory_format=torch.contiguous_format) if mem_out is None else mem_out
+        # mem_out (in a tuple, so autograd does not take it for an input): a preallocated trace
+        mem_seq = torch.empty_like(cur_seq, memory_format=torch.contiguous_format) if mem_out[0] is None else mem_out[0]
         spk_seq = torch.empty_like(mem_seq)
         mem_prev = mem_init
-        spk_prev = torch.gt(mem_init, threshold, out=torch.empty_like(mem_init)) if spk_init is None else spk_init
+        spk_prev = torch.gt(mem_init, threshold, out=torch.empty_like(mem_init))  # S[t-1] = H(U[t-1] - theta)
         # beta a power of two: beta U is exact, so I + beta U in one pass rounds as the reference does
         one_pass = reset != "zero" and _is_power_of_two(beta)
         for cur, mem, spk in zip(cur_seq.unbind(0), mem_seq.unbind(0), spk_seq.unbind(0)):
@@ -133,20 +131,12 @@ def _add_carry(
 
 
 def _run_fused(
-    cur_seq: Tensor,
-    params: LIFParams,
-    spike_fn: SurrogateSpike,
-    state: LIFState | None,
-    mem_seq: Tensor | None = None,
-    spk_prev: Tensor | None = None,
+    cur_seq: Tensor, params: LIFParams, spike_fn: SurrogateSpike, state: LIFState | None, mem_seq: Tensor | None = None
 ) -> tuple[Tensor, LIFState]:
-    """:func:`lif_seq_fused` without argument checks; ``mem_seq``: where to write the trace;
-    ``spk_prev``: the spikes of the step before (computed from ``state`` if None)."""
+    """:func:`lif_seq_fused` without argument checks; ``mem_seq``: where to write the trace."""
     beta, threshold = _as_float(params.beta, "beta"), _as_float(params.threshold, "threshold")
     mem_init = cur_seq.new_zeros(cur_seq.shape[1:]) if state is None else state.mem
-    spk_seq, mem_last = _LIFSeqFunction.apply(
-        cur_seq, mem_init, beta, threshold, params.reset, spike_fn, (mem_seq, spk_prev)
-    )
+    spk_seq, mem_last = _LIFSeqFunction.apply(cur_seq, mem_init, beta, threshold, params.reset, spike_fn, (mem_seq,))
     return spk_seq, LIFState(mem_last)
 
 
@@ -197,16 +187,24 @@ def lif_seq_fused(
     return _run_fused(cur_seq, check_lif_params(params), spike_fn, state)
 
 
-class _Carry:
-    """What a :class:`FusedLIF` keeps from one chunk of a sequence to the next (see
-    :func:`spikelib.snn.engine.run_chunked`): its state, and where to store membrane traces."""
+@dataclass
+class LIFCarry:
+    """A LIF layer's state from one call to the next within one sequence, held by the caller.
 
-    __slots__ = ("state", "spk", "arena")
+    Created by :meth:`FusedLIF.run` for one call (never stored on a module): ``forward``
+    starts from ``state`` and replaces it with the state after its last step, so that
+    the call goes through ``nn.Module.__call__`` and forward hooks (``SpikeCounter``) see
+    the spikes of every chunk.
 
-    def __init__(self, arena: Any = None) -> None:
-        self.state: LIFState | None = None
-        self.spk: Tensor | None = None  # spikes of the last step, so they are not recomputed
-        self.arena = arena
+    Attributes:
+        state (LIFState or None): the state before the call (``None``: rest); after it, the
+            state after the last step.
+        mem_out (Tensor[T, B, ...] or None): where to write the membrane trace kept for
+            backward (e.g. carved from a :class:`~spikelib.snn.saved.SavedArena`).
+    """
+
+    state: LIFState | None = None
+    mem_out: Tensor | None = None
 
 
 class FusedLIF(LIF):
@@ -214,27 +212,48 @@ class FusedLIF(LIF):
 
     Same arguments and results as ``LIF``; ``step`` (one time step) is ``LIF``'s. It is a
     ``LIF``, so tools that look for LIF layers (``spikelib.eval.activity.SpikeCounter``,
-    :func:`spikelib.snn.layers.lif_layers`) find it.
+    :func:`spikelib.snn.layers.lif_layers`) find it and count what ``forward`` emits.
     """
 
-    def forward(self, cur_seq: Tensor) -> Tensor:
-        """Spikes for a whole sequence: ``cur_seq [T, B, ...] -> spk_seq [T, B, ...]``.
+    def forward(self, cur_seq: Tensor, carry: LIFCarry | None = None) -> Tensor:
+        """Spikes for a sequence: ``cur_seq [T, B, ...] -> spk_seq [T, B, ...]``.
 
-        Starts from rest, except inside :func:`spikelib.snn.engine.run_chunked`, where each
-        call continues from the state the previous chunk of the same sequence ended in.
+        From rest, or, given a ``carry``, from ``carry.state``, which is then replaced by
+        the state after the last step (see :meth:`run`).
         """
         if not isinstance(cur_seq, Tensor) or cur_seq.ndim < 1 or cur_seq.shape[0] < 1:
             shape = tuple(cur_seq.shape) if isinstance(cur_seq, Tensor) else type(cur_seq).__name__
             raise ValueError(f"cur_seq must be a Tensor [T, B, ...] with T >= 1, got {shape}")
-        carry: _Carry | None = self.__dict__.get("_carry")
         if carry is None:
             spk_seq, _ = _run_fused(cur_seq, self.params, self.spike_fn, None)
             return spk_seq
-        mem_seq = None
-        if carry.arena is not None and torch.is_grad_enabled():
-            mem_seq = carry.arena.empty(cur_seq.shape, cur_seq.dtype, cur_seq.device)
-        spk_seq, carry.state = _run_fused(
-            cur_seq, self.params, self.spike_fn, carry.state, mem_seq, None if carry.spk is None else carry.spk.detach()
-        )
-        carry.spk = spk_seq[-1]
+        if carry.mem_out is not None and carry.mem_out.shape != cur_seq.shape:
+            raise ValueError(
+                f"mem_out must have the shape of cur_seq {tuple(cur_seq.shape)}, got {tuple(carry.mem_out.shape)}"
+            )
+        spk_seq, carry.state = _run_fused(cur_seq, self.params, self.spike_fn, carry.state, carry.mem_out)
+        carry.mem_out = None  # used
         return spk_seq
+
+    def run(
+        self, cur_seq: Tensor, state: LIFState | None = None, mem_out: Tensor | None = None
+    ) -> tuple[Tensor, LIFState]:
+        """Spikes for a sequence that continues from ``state``, and the state it ends in.
+
+        The explicit-state form of :meth:`forward`, for running a sequence in chunks
+        (:func:`spikelib.snn.chunked.run_chunked`): pass the returned state to the next
+        chunk's call. Goes through the module call, so forward hooks see every chunk.
+
+        Args:
+            cur_seq (Tensor[T, B, ...]): input currents.
+            state (LIFState, optional): the state before the first step; ``None``: rest.
+            mem_out (Tensor[T, B, ...], optional): where to write the membrane trace kept
+                for backward; ``None``: a new tensor.
+
+        Returns:
+            tuple[Tensor[T, B, ...], LIFState]: spikes, and the state after the last step
+            (its membrane is a view of the saved trace: do not modify it in place).
+        """
+        carry = LIFCarry(state, mem_out)
+        spk_seq = self(cur_seq, carry)
+        return spk_seq, carry.state

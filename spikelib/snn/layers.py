@@ -3,10 +3,10 @@ r"""Spiking convolutional and residual blocks, and their non-spiking twins.
 Spiking blocks take and return sequences ``[T, B, C, H, W]`` (time first) of spikes;
 each twin has the same layers with ReLU in place of the LIF neuron and no time,
 ``[B, C, H, W] -> [B, C, H, W]``, so a spiking network and its ANN twin differ in the
-neuron only. Every block is a plain ``nn.Module``; the spiking ones run on the engine of
-:mod:`spikelib.snn.engine` (fused LIF recurrence, spikes kept as ``int8`` for the backward
-pass), which changes how fast they run and how much memory they need, never the
-result.
+neuron only. Every block is a plain ``nn.Module``; the spiking ones run on the engine
+(:mod:`spikelib.snn.fused`: the LIF recurrence of a sequence as one autograd node;
+:mod:`spikelib.snn.saved`: spike inputs kept as ``int8`` for the backward pass), which
+changes how fast they run and how much memory they need, never the result.
 
 Blocks (``kind`` of a residual block, with :math:`\mathrm{SN}` a layer of LIF neurons,
 :math:`F(x) = \mathrm{BN}(\mathrm{conv}(\mathrm{SN}(\mathrm{BN}(\mathrm{conv}(x)))))`
@@ -30,8 +30,11 @@ Batch normalization in a spiking block normalizes each channel with statistics t
 over all time steps and samples together (``[T*B, C, H, W]``), with one set of affine
 parameters for all steps: threshold-dependent BN (tdBN) of Zheng et al. 2021 without
 its threshold scaling. Its running statistics are therefore those of the whole
-sequence, and a block with BN needs the whole sequence at once (which is how every
-block here runs).
+sequence, and in training mode a block with BN needs the whole sequence at once: the
+statistics of step 0 depend on step ``T-1``, so a run chunk by chunk
+(:meth:`SpikingConvBlock.run`) would normalize each chunk with its own statistics and
+compute something else. In eval mode BN uses its running statistics, step by step, and
+chunks are exact.
 
 Spike rates per layer: every spiking block lists its neurons in ``.lifs``; they are
 :class:`spikelib.snn.neurons.LIF` layers, so :class:`spikelib.eval.activity.SpikeCounter` finds
@@ -47,8 +50,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from spikelib.checks import check_choice, check_int_tuple, check_number
-from spikelib.snn.engine import FOLD_TIME_CHOICES, FusedLIF, SavedArena, apply_seq, is_spike_train, spikes_saved_as_int8
-from spikelib.snn.neurons import LIF, PAPER_SPIKE_FN
+from spikelib.snn.fused import FusedLIF
+from spikelib.snn.neurons import LIF, PAPER_SPIKE_FN, LIFState
+from spikelib.snn.saved import SavedArena, apply_seq_packed
+from spikelib.snn.sequence import FOLD_TIME_CHOICES
 from spikelib.snn.surrogate import SurrogateSpike
 
 __all__ = [
@@ -108,14 +113,6 @@ def sew_connect(spk: Tensor, skip: Tensor, connect: str = "add") -> Tensor:
     raise ValueError(f"connect must be one of {list(CONNECT_FUNCTIONS)}, got {connect!r}")
 
 
-def _seq_layer(module: nn.Module, x_seq: Tensor, fold_time: bool | str, arena: SavedArena | None) -> Tensor:
-    """``module`` over every step of ``x_seq``, keeping ``x_seq`` as int8 if it is a spike train."""
-    if torch.is_grad_enabled() and is_spike_train(x_seq):
-        with spikes_saved_as_int8(x_seq, arena=arena):
-            return apply_seq(module, x_seq, fold_time)
-    return apply_seq(module, x_seq, fold_time)
-
-
 def _batch_norm_seq(bn: nn.Module | None, cur_seq: Tensor) -> Tensor:
     """BatchNorm over ``[T*B, C, H, W]``: one set of statistics for all steps (tdBN-like)."""
     if bn is None:
@@ -132,10 +129,8 @@ class TimeDistributed(nn.Module):
     Args:
         module (nn.Module): a layer ``[B, ...] -> [B, ...]`` with no state between calls.
         fold_time (bool or "auto"): fold time into the batch or loop over steps
-            (:func:`spikelib.snn.engine.resolve_fold_time`).
+            (:func:`spikelib.snn.sequence.resolve_fold_time`).
     """
-
-    _saved_arena: SavedArena | None = None  # set by spikelib.snn.engine.run_chunked for one call
 
     def __init__(self, module: nn.Module, fold_time: bool | str = "auto") -> None:
         super().__init__()
@@ -144,8 +139,13 @@ class TimeDistributed(nn.Module):
         self.fold_time = fold_time
 
     def forward(self, x_seq: Tensor) -> Tensor:
-        """``x_seq [T, B, ...] -> [T, B, ...]``."""
-        return _seq_layer(self.module, x_seq, self.fold_time, self._saved_arena)
+        """``x_seq [T, B, ...] -> [T, B, ...]`` (a spike input, told by its values, is kept as int8)."""
+        return apply_seq_packed(self.module, x_seq, self.fold_time)
+
+    def forward_packed(self, x_seq: Tensor, *, spikes: bool | None = None, arena: SavedArena | None = None) -> Tensor:
+        """:meth:`forward` for a caller that knows whether ``x_seq`` is a spike train and where to
+        keep the packed copy (:func:`spikelib.snn.saved.apply_seq_packed`)."""
+        return apply_seq_packed(self.module, x_seq, self.fold_time, spikes=spikes, arena=arena)
 
     def extra_repr(self) -> str:
         return f"fold_time={self.fold_time!r}"
@@ -153,8 +153,6 @@ class TimeDistributed(nn.Module):
 
 class _SpikingBase(nn.Module):
     """Shared LIF settings and the ``lifs`` listing."""
-
-    _saved_arena: SavedArena | None = None  # set by spikelib.snn.engine.run_chunked for one call
 
     def __init__(
         self, beta: float, threshold: float, reset: str, spike_fn: SurrogateSpike, fold_time: bool | str
@@ -188,7 +186,7 @@ class SpikingConvBlock(_SpikingBase):
         beta, threshold, reset, spike_fn: the LIF neuron (:class:`spikelib.snn.neurons.LIF`);
             defaults are the paper's (0.5, 1.0, "subtract", fast sigmoid slope 25).
         fold_time (bool or "auto"): how the convolution sees time
-            (:func:`spikelib.snn.engine.resolve_fold_time`).
+            (:func:`spikelib.snn.sequence.resolve_fold_time`).
 
     Shapes:
         ``x_seq`` (Tensor[T, B, in_channels, H, W]) -> ``spk_seq`` (Tensor[T, B,
@@ -214,10 +212,19 @@ class SpikingConvBlock(_SpikingBase):
         self.conv, self.bn = _conv_bn(in_channels, out_channels, kernel_size, stride, batch_norm, bias)
         self.lif = self._new_lif()
 
-    def current_seq(self, x_seq: Tensor) -> Tensor:
-        """The LIF input: ``x_seq [T, B, C_in, H, W] -> cur_seq [T, B, C_out, H', W']`` (conv, BN)."""
+    def current_seq(self, x_seq: Tensor, *, spikes: bool | None = None, arena: SavedArena | None = None) -> Tensor:
+        """The LIF input: ``x_seq [T, B, C_in, H, W] -> cur_seq [T, B, C_out, H', W']`` (conv, BN).
+
+        Args:
+            x_seq (Tensor[T, B, C_in, H, W]): the input sequence.
+            spikes (bool, optional): whether ``x_seq`` is a spike train, so the convolution
+                keeps it as ``int8`` for backward; ``None``: told by its values
+                (:func:`spikelib.snn.saved.apply_seq_packed`).
+            arena (SavedArena, optional): where that copy goes (chunked runs).
+        """
         _check_seq(x_seq, self.conv.in_channels, type(self).__name__)
-        return _batch_norm_seq(self.bn, _seq_layer(self.conv, x_seq, self.fold_time, self._saved_arena))
+        cur_seq = apply_seq_packed(self.conv, x_seq, self.fold_time, spikes=spikes, arena=arena)
+        return _batch_norm_seq(self.bn, cur_seq)
 
     def current(self, x: Tensor) -> Tensor:
         """One step of :meth:`current_seq`: ``x [B, C_in, H, W] -> cur [B, C_out, H', W']``.
@@ -230,8 +237,37 @@ class SpikingConvBlock(_SpikingBase):
         return self.bn(cur) if self.bn is not None else cur
 
     def forward(self, x_seq: Tensor) -> Tensor:
-        """``x_seq [T, B, C_in, H, W] -> spk_seq [T, B, C_out, H', W']``."""
+        """``x_seq [T, B, C_in, H, W] -> spk_seq [T, B, C_out, H', W']``, from rest."""
         return self.lif(self.current_seq(x_seq))
+
+    def run(
+        self,
+        x_seq: Tensor,
+        state: LIFState | None = None,
+        *,
+        spikes: bool | None = None,
+        arena: SavedArena | None = None,
+    ) -> tuple[Tensor, LIFState]:
+        """:meth:`forward` continuing from ``state``; returns the spikes and the state it ends in.
+
+        For running a sequence in chunks (:func:`spikelib.snn.chunked.run_chunked`): the
+        neurons' state goes in and comes out, nothing is kept on the block. With BatchNorm
+        in training mode a chunk is normalized with its own statistics, which differ from
+        the whole sequence's: run the whole sequence at once there (``state=None``).
+
+        Args:
+            x_seq (Tensor[T, B, C_in, H, W]): this chunk of the input sequence.
+            state (LIFState, optional): the neurons' state before its first step; ``None``: rest.
+            spikes, arena: as in :meth:`current_seq`; the arena also holds the membrane trace.
+
+        Returns:
+            tuple[Tensor[T, B, C_out, H', W'], LIFState]: spikes and the state after the last step.
+        """
+        cur_seq = self.current_seq(x_seq, spikes=spikes, arena=arena)
+        mem_out = None
+        if arena is not None and torch.is_grad_enabled():
+            mem_out = arena.empty(cur_seq.shape, cur_seq.dtype, cur_seq.device)
+        return self.lif.run(cur_seq, state, mem_out)
 
 
 def _conv_bn(
@@ -350,15 +386,15 @@ class SpikingResidualBlock(_SpikingBase):
             return x_seq
         skip = _batch_norm_seq(
             self.shortcut["bn"] if "bn" in self.shortcut else None,
-            _seq_layer(self.shortcut["conv"], x_seq, self.fold_time, self._saved_arena),
+            apply_seq_packed(self.shortcut["conv"], x_seq, self.fold_time),
         )
         return self.shortcut["lif"](skip) if "lif" in self.shortcut else skip
 
     def forward(self, x_seq: Tensor) -> Tensor:
         """``x_seq [T, B, C_in, H, W] -> [T, B, C_out, H', W']``."""
         _check_seq(x_seq, self.conv1.in_channels, type(self).__name__)
-        spk1 = self.lif1(_batch_norm_seq(self.bn1, _seq_layer(self.conv1, x_seq, self.fold_time, self._saved_arena)))
-        cur2 = _batch_norm_seq(self.bn2, _seq_layer(self.conv2, spk1, self.fold_time, self._saved_arena))
+        spk1 = self.lif1(_batch_norm_seq(self.bn1, apply_seq_packed(self.conv1, x_seq, self.fold_time)))
+        cur2 = _batch_norm_seq(self.bn2, apply_seq_packed(self.conv2, spk1, self.fold_time, spikes=True))
         if self.kind == "membrane":
             cur2 = cur2 + self._skip(x_seq)
         spk2 = self.lif2(cur2)
