@@ -50,6 +50,7 @@ from spikelib.learning.base import LearningRule, LocalizationTargets
 from spikelib.learning.rules import make_rule
 from spikelib.models.localizer import build_ann_twin, build_localizer
 from spikelib.paths import runs_root
+from spikelib.runtime.allocator import configure_cpu_allocator
 from spikelib.runtime.device import resolve_device, seed_everything
 from spikelib.runtime.distributed import (
     DistInfo,
@@ -58,7 +59,6 @@ from spikelib.runtime.distributed import (
     max_replica_difference,
     shutdown_distributed,
 )
-from spikelib.snn.engine import configure_cpu_allocator
 from spikelib.training.checkpoint import check_compatible, load_checkpoint
 from spikelib.training.trainer import CHECKPOINT, fit
 
