@@ -9,10 +9,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import ConcatDataset, Subset
+from torch.utils.data import ConcatDataset, IterableDataset, Subset
 
 from spikelib.data import VOCLocalization
-from spikelib.data.datasets import dataset_classes, dataset_ground_truth
+from spikelib.data.datasets import dataset_classes, dataset_ground_truth, dataset_len
 from spikelib.eval.evaluate import evaluate, predict
 from spikelib.learning.base import LearningRule, TrainingDiverged
 from spikelib.learning.bptt import BPTT
@@ -125,6 +125,19 @@ def test_ground_truth_and_classes_pass_through_subset_and_concat(synth_root):
     assert dataset_classes(both) == train.classes
 
 
+def test_dataset_len_counts_map_style_datasets_and_names_one_without_a_length(synth_root):
+    train, _ = _datasets(synth_root)
+    assert dataset_len(Subset(train, [0, 2])) == 2
+    assert dataset_len(ConcatDataset([train, train])) == 2 * len(train)
+
+    class Stream(IterableDataset):
+        def __iter__(self):
+            yield from ()
+
+    with pytest.raises(TypeError, match="Stream has no len"):
+        dataset_len(Stream())
+
+
 def test_evaluate_scores_perfect_and_half_overlapping_boxes_exactly(synth_root):
     test = VOCLocalization(synth_root, "SMALL", "test", policy="single", image_size=SIZE)
     true_boxes = torch.stack([test[i][1]["box"] for i in range(len(test))])
@@ -194,6 +207,19 @@ def test_fit_lowers_the_loss_and_logs_every_epoch(synth_root, tmp_path):
     assert [r["val_miou"] for r in logged] == [r["val_miou"] for r in history]
     checkpoint = torch.load(tmp_path / CHECKPOINT, weights_only=True)
     assert checkpoint["epoch"] == 4 and checkpoint["global_step"] == 4 * 5 and len(checkpoint["history"]) == 4
+
+
+def test_fit_refuses_validation_data_the_default_cannot_evaluate_before_training(synth_root):
+    train, val = _datasets(synth_root)
+    model = TinyLocalizer()
+    before = [p.detach().clone() for p in model.parameters()]
+    with pytest.raises(TypeError, match="validate="):
+        fit(model, BPTT(), train, [val[0]], _config(epochs=1), progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    history = fit(
+        model, BPTT(), train, [val[0]], _config(epochs=1), validate=lambda m, data: {"items": len(data)}, progress=False
+    )
+    assert history[0]["val_items"] == 1
 
 
 def test_same_seed_same_metrics(synth_root):

@@ -29,7 +29,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 from spikelib.checks import check_choice as _choice
 from spikelib.checks import check_number as _number
@@ -239,6 +239,12 @@ class RunConfig:
         merged = {**_table(self.train), **self.ann}
         return _from_table(TrainConfig, merged, "[ann] (overrides of [train])")
 
+    @overload
+    def model_config(self, kind: Literal["snn"]) -> LocalizerConfig: ...
+
+    @overload
+    def model_config(self, kind: str) -> ArchConfig: ...
+
     def model_config(self, kind: str) -> ArchConfig:
         """What the model of ``kind`` is built from: the SNN's :class:`LocalizerConfig`
         (``[model]`` and ``[snn]``), or the twin's :class:`ArchConfig` (``[model]`` alone)."""
@@ -274,7 +280,7 @@ class RunConfig:
         for key, table in (("data", DataConfig), ("train", TrainConfig), ("targets", Targets)):
             if key in values:
                 kwargs[key] = _from_table(table, values[key], f"[{key}] of {where}")
-        for key, table in (("model", ArchConfig), ("snn", SpikingConfig)):
+        for key, part in (("model", ArchConfig), ("snn", SpikingConfig)):
             if key in values:
                 other = "snn" if key == "model" else "model"
                 moved = sorted(set(values[key]) & set(SPIKING_FIELDS if key == "model" else ARCH_FIELDS))
@@ -282,7 +288,7 @@ class RunConfig:
                 _check_keys(
                     values[key], list(ARCH_FIELDS if key == "model" else SPIKING_FIELDS), f"[{key}] of {where}", hint
                 )
-                kwargs[key] = _from_table(table, values[key], f"[{key}] of {where}")
+                kwargs[key] = _from_table(part, values[key], f"[{key}] of {where}")
         if "ann" in values:
             _check_keys(values["ann"], [f.name for f in fields(TrainConfig)], f"[ann] of {where}")
         try:

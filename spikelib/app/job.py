@@ -27,6 +27,7 @@ image or appears in the test split, and logs how many.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import logging
 import os
@@ -42,13 +43,13 @@ from torch.utils.data import ConcatDataset, Dataset, Subset
 from spikelib.app import report
 from spikelib.app.config import ConfigError, DataConfig, RunConfig, parse_split, upgrade_stored_config
 from spikelib.data import VOCLocalization, ensure_synthetic
-from spikelib.data.datasets import dataset_classes
+from spikelib.data.datasets import dataset_classes, dataset_len
 from spikelib.data.voc import VOC_YEARS
 from spikelib.eval.activity import spike_activity
 from spikelib.eval.evaluate import evaluate, predict
 from spikelib.learning.base import LearningRule, LocalizationTargets
 from spikelib.learning.rules import make_rule
-from spikelib.models.localizer import build_ann_twin, build_localizer
+from spikelib.models.localizer import SpikingLocalizer, build_ann_twin, build_localizer
 from spikelib.paths import runs_root
 from spikelib.runtime.allocator import configure_cpu_allocator
 from spikelib.runtime.device import resolve_device, seed_everything
@@ -171,14 +172,15 @@ def build_data(cfg: DataConfig, seed: int = 0, progress: bool = True) -> Splits:
     if dropped:
         log.warning("dropped %d training images that repeat another training image or a test/val image", dropped)
     train = _concat(kept_parts)
+    val: Dataset
     if not cfg.val:
-        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed)).tolist()
-        count = max(1, round(cfg.val_fraction * len(train)))
+        order = torch.randperm(dataset_len(train), generator=torch.Generator().manual_seed(seed)).tolist()
+        count = max(1, round(cfg.val_fraction * dataset_len(train)))
         plain = _concat([_without_augmentation(p) for p in kept_parts])
         val, train = Subset(plain, sorted(order[:count])), Subset(train, sorted(order[count:]))
     else:
         val = _concat(val_parts)
-    if len(train) == 0:
+    if dataset_len(train) == 0:
         raise ValueError(f"no training image left in {list(cfg.train)} after removing test/val duplicates")
     classes = dataset_classes(ConcatDataset([train, val, _concat(test_parts)]))
     return Splits(train, val, _concat(test_parts), classes)
@@ -196,8 +198,9 @@ def _without_augmentation(part: Any) -> Any:
 def build_model(kind: str, cfg: RunConfig) -> torch.nn.Module:
     """The spiking localizer (``"snn"``: ``[model]`` and ``[snn]``) or its ANN twin (``"ann"``: ``[model]``)."""
 
-    model_cfg = cfg.model_config(kind)  # raises on another kind
-    return build_localizer(model_cfg) if kind == "snn" else build_ann_twin(model_cfg)
+    if kind == "snn":
+        return build_localizer(cfg.model_config("snn"))
+    return build_ann_twin(cfg.model_config(kind))  # raises on another kind
 
 
 def build_rule(kind: str, cfg: RunConfig) -> LearningRule[LocalizationTargets]:
@@ -305,14 +308,14 @@ def train_variant(
     seed_everything(cfg.seed)
     model = build_model(kind, cfg)
     checkpoint = run_dir / CHECKPOINT if run_dir is not None else None
-    found = checkpoint is not None and checkpoint.is_file()
-    if reuse is not None and not found:
+    found = checkpoint if checkpoint is not None and checkpoint.is_file() else None
+    if reuse is not None and found is None:
         state = load_checkpoint(reuse)
         model.load_state_dict(state["model"])
         return TrainedModel(
             model.to(device or resolve_device(cfg.train.device, info)), list(state["history"]), "reused"
         )
-    done = int(load_checkpoint(checkpoint)["epoch"]) if resume and found else 0
+    done = int(load_checkpoint(found)["epoch"]) if resume and found is not None else 0
     history = fit(
         model,
         build_rule(kind, cfg),
@@ -332,6 +335,12 @@ def train_variant(
     epochs = cfg.train_config(kind).epochs
     source = "checkpoint" if done >= epochs else f"resumed after epoch {done}" if done else "trained"
     return TrainedModel(model, history, source)
+
+
+def _call_with_kind(callbacks: Sequence[Callable[[str, dict], None]], kind: str, record: dict) -> None:
+    """``callback(kind, record)`` for each of ``callbacks`` (train_variant's callbacks take the record alone)."""
+    for callback in callbacks:
+        callback(kind, record)
 
 
 def run_job(
@@ -381,7 +390,7 @@ def run_job(
             (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n", encoding="utf-8")
         results: dict[str, Any] = {}
         for kind in cfg.models:
-            hooks = [lambda record, kind=kind: [cb(kind, record) for cb in callbacks]]
+            hooks = [functools.partial(_call_with_kind, callbacks, kind)]
             model, history, _ = train_variant(
                 kind,
                 cfg,
@@ -409,8 +418,8 @@ def run_job(
                 "num_params": sum(p.numel() for p in model.parameters()),
                 "train_seconds": sum(r["seconds"] for r in history),
             }
-            if kind == "snn" and info.is_main:
-                images = torch.stack([splits.test[i][0] for i in range(min(256, len(splits.test)))])
+            if isinstance(model, SpikingLocalizer) and info.is_main:  # the "snn" kind
+                images = torch.stack([splits.test[i][0] for i in range(min(256, dataset_len(splits.test)))])
                 results[kind]["activity"] = spike_activity(model.cpu(), images)
                 model.to(device)
         if info.is_main:

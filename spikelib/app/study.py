@@ -54,11 +54,12 @@ from spikelib.app.compare_table import (
 from spikelib.app.config import RunConfig
 from spikelib.app.job import default_runs_dir, load_trained, prepare_runtime, run_data, train_variant
 from spikelib.checks import check_choice, check_int_tuple, check_number
+from spikelib.data.datasets import dataset_len
 from spikelib.eval.energy import energy_per_image, spike_rates_per_step
 from spikelib.eval.evaluate import evaluate
 from spikelib.eval.latency import first_good_step, latency_curve, predictions_per_step
 from spikelib.eval.robustness import CORRUPTIONS, NUM_SEVERITIES, _check_corruption, robustness_sweep
-from spikelib.models.localizer import ArchConfig, LocalizerConfig, Prediction
+from spikelib.models.localizer import ArchConfig, LocalizerConfig, Prediction, SpikingLocalizer
 from spikelib.snn.encoding import CODINGS
 from spikelib.snn.neurons import LIF
 from spikelib.training.checkpoint import CheckpointError, check_compatible, load_checkpoint
@@ -253,6 +254,9 @@ class MeanBoxBaseline(nn.Module):
         num_classes (int): length of the logits.
     """
 
+    box: Tensor
+    logits: Tensor
+
     def __init__(self, box: Tensor, label: int, num_classes: int) -> None:
         super().__init__()
         self.register_buffer("box", box.detach().float().reshape(4))
@@ -263,7 +267,8 @@ class MeanBoxBaseline(nn.Module):
     @classmethod
     def fit(cls, dataset: Dataset, num_classes: int, max_images: int = 1000) -> MeanBoxBaseline:
         """From (a strided sample of at most ``max_images`` of) the training images' targets."""
-        indices = range(0, len(dataset), max(1, len(dataset) // max_images))
+        size = dataset_len(dataset)
+        indices = range(0, size, max(1, size // max_images))
         targets = [dataset[i][1] for i in indices]
         boxes = torch.stack([t["box"].float() for t in targets])
         labels = torch.as_tensor([int(t["label"]) for t in targets])
@@ -317,6 +322,8 @@ def measure_model(
         "energy": energy.to_dict(),
     }
     if kind == "snn":
+        if not isinstance(model, SpikingLocalizer):
+            raise TypeError(f"kind='snn' measures a SpikingLocalizer, got {type(model).__name__}")
         rates = spike_rates_per_step(model, batches, names=_layer_names(model))
         shapes = model.config.feature_shapes()
         sizes = {name: math.prod(shapes[name]) if name in shapes else 1 for name in rates}
@@ -331,7 +338,7 @@ def measure_model(
 
 
 def _first(dataset: Dataset, count: int) -> Dataset:
-    return dataset if count <= 0 or count >= len(dataset) else Subset(dataset, range(count))
+    return dataset if count <= 0 or count >= dataset_len(dataset) else Subset(dataset, range(count))
 
 
 def _main_job_checkpoint(run_root: Path, variant: Variant, variant_cfg: RunConfig, study: StudyConfig) -> Path | None:
@@ -439,7 +446,10 @@ def run_study(
     energy_set = _first(test_set, study.energy_images)
     variants = study_variants(cfg.model_config("snn"), study)
     reference = f"snn-T{cfg.snn.num_steps}-{cfg.snn.coding}"
-    say(f"study {cfg.name}: {len(variants)} models, {len(train_set)} training / {len(test_set)} test images")
+    say(
+        f"study {cfg.name}: {len(variants)} models, {dataset_len(train_set)} training / "
+        f"{dataset_len(test_set)} test images"
+    )
     models: dict[str, nn.Module] = {}
     results: dict[str, dict[str, Any]] = {}
     for variant in variants:
@@ -451,8 +461,8 @@ def run_study(
         trained = time.perf_counter()
         results[variant.name] = {
             "kind": variant.kind,
-            "num_steps": variant.model.num_steps if variant.kind == "snn" else 1,
-            "coding": variant.model.coding if variant.kind == "snn" else "analog",
+            "num_steps": variant.model.num_steps if isinstance(variant.model, LocalizerConfig) else 1,
+            "coding": variant.model.coding if isinstance(variant.model, LocalizerConfig) else "analog",
             "train": train_info,
             "num_params": sum(p.numel() for p in model.parameters()),
             **measure_model(model, variant.kind, test_set, energy_set, study.batch_size),
@@ -485,9 +495,9 @@ def run_study(
         "study": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(study).items()},
         "run_config": cfg.to_dict(),
         "reference": reference,
-        "num_train_images": len(train_set),
-        "num_test_images": len(test_set),
-        "num_energy_images": len(energy_set),
+        "num_train_images": dataset_len(train_set),
+        "num_test_images": dataset_len(test_set),
+        "num_energy_images": dataset_len(energy_set),
         "seconds": time.perf_counter() - start,
         "robustness_seconds": robustness_seconds,
         "models": results,

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import bisect
-from collections.abc import Sequence
+from collections.abc import Sequence, Sized
 from typing import Any, Protocol, runtime_checkable
 
 from torch import Tensor
 from torch.utils.data import ConcatDataset, Dataset, Subset
 
-__all__ = ["LocalizationDataset", "leaves", "dataset_ground_truth", "dataset_classes"]
+__all__ = ["LocalizationDataset", "dataset_len", "leaves", "dataset_ground_truth", "dataset_classes"]
 
 
 @runtime_checkable
@@ -30,6 +30,17 @@ class _Annotated(Protocol):
     classes: Sequence[str]
 
     def ground_truth(self, index: int) -> dict[str, Any]: ...
+
+
+def dataset_len(dataset: Dataset) -> int:
+    """``len(dataset)``; torch's ``Dataset`` type does not promise a length, a map-style dataset has one.
+
+    Raises:
+        TypeError: ``dataset`` has no ``__len__`` (e.g. an ``IterableDataset``).
+    """
+    if not isinstance(dataset, Sized):
+        raise TypeError(f"{type(dataset).__name__} has no len(): expected a map-style dataset of (image, target) items")
+    return len(dataset)
 
 
 def leaves(dataset: Dataset) -> list[Dataset]:

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
-from spikelib.data.datasets import dataset_classes, dataset_ground_truth
+from spikelib.data.datasets import dataset_classes, dataset_ground_truth, dataset_len
 from spikelib.eval import metrics
 from spikelib.runtime.device import autocast
 from spikelib.runtime.distributed import DistInfo, gather_objects, unwrap
@@ -41,7 +41,7 @@ def predict(
     device = torch.device(device) if device is not None else next(net.parameters()).device
     was_training = net.training
     net.eval()
-    shard = list(range(info.rank, len(dataset), info.world_size))
+    shard = list(range(info.rank, dataset_len(dataset), info.world_size))
     loader = DataLoader(Subset(dataset, shard), batch_size=batch_size, shuffle=False)
     parts: dict[str, list[Tensor]] = {k: [] for k in ("boxes", "labels", "scores", "true_boxes", "true_labels")}
     for images, targets in tqdm(loader, desc="evaluate", leave=False, disable=not progress, unit="batch"):

@@ -50,7 +50,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from spikelib.checks import check_choice, check_number
-from spikelib.data.datasets import dataset_classes, dataset_ground_truth
+from spikelib.data.datasets import dataset_classes, dataset_ground_truth, dataset_len
 from spikelib.eval.evaluate import evaluate
 
 __all__ = [
@@ -180,7 +180,7 @@ class CorruptedDataset(Dataset):
     def __init__(self, dataset: Dataset, corruption: str, severity: int, seed: int = 0, chunk_size: int = 256) -> None:
         _check_corruption(corruption, severity)
         self.dataset, self.corruption, self.severity, self.seed = dataset, corruption, severity, int(seed)
-        items = [dataset[i] for i in range(len(dataset))]
+        items = [dataset[i] for i in range(dataset_len(dataset))]
         self.targets = [target for _, target in items]
         clean = torch.stack([image for image, _ in items]) if items else torch.zeros(0, 1, 1, 1)
         if corruption in ("gaussian_noise", "salt_and_pepper"):  # one generator per image

@@ -73,6 +73,8 @@ class RandomReadout(nn.Module):
         generator (torch.Generator, optional): source of the random weights.
     """
 
+    weight: Tensor
+
     def __init__(
         self,
         in_shape: Sequence[int],
@@ -139,6 +141,16 @@ def rate_floor_penalty(spk: Tensor, mem: Tensor, threshold: float, floor: float)
     return F.relu(threshold - mem).mean()
 
 
+def _spiking_localizer(model: nn.Module) -> SpikingLocalizer:
+    """``model``, if it is a :class:`SpikingLocalizer` (the only model DECOLLE can run step by step)."""
+    if not isinstance(model, SpikingLocalizer):
+        raise TypeError(
+            f"DECOLLE trains a SpikingLocalizer (it runs the model step by step), got "
+            f"{type(model).__name__}; train the ANN twin with BPTT"
+        )
+    return model
+
+
 class DECOLLE:
     r"""The DECOLLE learning rule for a :class:`~spikelib.models.localizer.SpikingLocalizer`.
 
@@ -198,21 +210,20 @@ class DECOLLE:
             check_number(name, value, 0, integer=True)
         self.readout_scale, self.readout_pool, self.burn_in = float(readout_scale), readout_pool, burn_in
         self.online, self.seed = bool(online), seed
-        for name, value in (("rate_floor", rate_floor), ("rate_weight", rate_weight)):
-            check_number(name, value, 0.0)
+        for name, rate in (("rate_floor", rate_floor), ("rate_weight", rate_weight)):
+            check_number(name, rate, 0.0)
         self.rate_floor, self.rate_weight = float(rate_floor), float(rate_weight)
         self.loss_kwargs = check_loss_kwargs(loss_kwargs)
         self.readouts = nn.ModuleDict()
         self._built_for: tuple | None = None
 
     def readouts_for(self, model: SpikingLocalizer) -> nn.ModuleDict:
-        """The fixed random readouts of ``model``'s layers (built once, same seed, same weights)."""
-        if not isinstance(model, SpikingLocalizer):
-            raise TypeError(
-                f"DECOLLE trains a SpikingLocalizer (it runs the model step by step), got "
-                f"{type(model).__name__}; train the ANN twin with BPTT"
-            )
-        cfg = model.config
+        """The fixed random readouts of ``model``'s layers (built once, same seed, same weights).
+
+        Raises:
+            TypeError: ``model`` is not a :class:`~spikelib.models.localizer.SpikingLocalizer`.
+        """
+        cfg = _spiking_localizer(model).config
         device = next(model.parameters()).device
         key = (tuple(cfg.feature_shapes().items()), cfg.num_classes, cfg.box_param, device)
         if key != self._built_for:
@@ -234,12 +245,11 @@ class DECOLLE:
         Raises:
             TypeError: ``model`` is not a :class:`~spikelib.models.localizer.SpikingLocalizer`.
         """
-        if not isinstance(model, SpikingLocalizer):
-            raise TypeError(f"DECOLLE trains a SpikingLocalizer, got {type(model).__name__}")
-        return max(1, model.config.num_steps - self.burn_in) if self.online else 1
+        num_steps = _spiking_localizer(model).config.num_steps
+        return max(1, num_steps - self.burn_in) if self.online else 1
 
     def train_step(
-        self, model: SpikingLocalizer, images: Tensor, targets: LocalizationTargets, update: Updater
+        self, model: nn.Module, images: Tensor, targets: LocalizationTargets, update: Updater
     ) -> dict[str, float]:
         """One batch, presented for ``T`` steps, learning locally at each.
 
@@ -260,9 +270,12 @@ class DECOLLE:
         Raises:
             ValueError: ``burn_in >= T``, or a model whose ``readout`` is neither ``"mean"``
                 nor ``"last"`` (the head learns online from spikes here).
+            TypeError: ``model`` is not a :class:`~spikelib.models.localizer.SpikingLocalizer`
+                (the ANN twin has no time steps: train it with :class:`~spikelib.learning.bptt.BPTT`).
             TrainingDiverged: NaN or infinite loss.
         """
-        readouts = self.readouts_for(model)  # first: refuses the twin, whose config has no readout
+        model = _spiking_localizer(model)  # first: refuses the twin, whose config has no readout
+        readouts = self.readouts_for(model)
         cfg = model.config
         if cfg.readout not in ("mean", "last"):
             raise ValueError(

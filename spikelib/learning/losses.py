@@ -25,14 +25,13 @@ Every function is pure and returns means over the batch.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torchvision.ops import box_iou, complete_box_iou_loss, distance_box_iou_loss, generalized_box_iou_loss
 
 from spikelib.checks import check_choice, check_number
+from spikelib.learning.base import LocalizationTargets
 from spikelib.models.localizer import Prediction
 
 __all__ = ["BOX_LOSSES", "box_regression_loss", "localization_loss"]
@@ -95,7 +94,7 @@ def box_regression_loss(
 
 def localization_loss(
     pred: Prediction,
-    target: dict[str, Any],
+    target: LocalizationTargets,
     box_weight: float = 1.0,
     class_weight: float = 1.0,
     box_loss: str = "smooth_l1+giou",
@@ -107,7 +106,7 @@ def localization_loss(
 
     Args:
         pred (Prediction): ``logits [B, num_classes]`` and ``boxes [B, 4]`` (normalized xyxy).
-        target (dict): ``{"box": Tensor[B, 4] normalized xyxy, "label": Tensor[B] int64}``
+        target (LocalizationTargets): ``{"box": Tensor[B, 4] normalized xyxy, "label": Tensor[B] int64}``
             (a batch from :class:`spikelib.data.VOCLocalization`; other keys are ignored).
         box_weight (float): :math:`w_{\mathrm{box}} \ge 0`.
         class_weight (float): :math:`w_{\mathrm{cls}} \ge 0`.

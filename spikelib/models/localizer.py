@@ -437,6 +437,13 @@ class _Pyramid(nn.Module):
     layer by layer, on whole sequences ``[T, B, ...]``.
     """
 
+    config: ArchConfig
+    encoder: nn.ModuleList
+    decoder: nn.ModuleList
+    pool: _Resample
+    upsample: _Resample
+    head: LocalizationHead
+
     def __init__(self, config: ArchConfig, block: Callable[[int, int, int], nn.Module]) -> None:
         super().__init__()
         if not isinstance(config, ArchConfig):
@@ -546,6 +553,8 @@ class SpikingLocalizer(_Pyramid):
     Shapes:
         ``images`` (Tensor[B, in_channels, image_size, image_size]) -> :class:`Prediction`.
     """
+
+    config: LocalizerConfig
 
     def __init__(self, config: LocalizerConfig | None = None, chunk_size: int | None = 1) -> None:
         config = LocalizerConfig() if config is None else config
@@ -736,6 +745,8 @@ class AnnLocalizer(_Pyramid):
     Shapes:
         ``images`` (Tensor[B, in_channels, image_size, image_size]) -> :class:`Prediction`.
     """
+
+    config: ArchConfig
 
     def __init__(self, config: ArchConfig | None = None) -> None:
         config = ArchConfig() if config is None else config.arch if isinstance(config, LocalizerConfig) else config

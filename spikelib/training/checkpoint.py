@@ -76,7 +76,10 @@ def capture_rng_state() -> dict[str, Any]:
     Returns:
         dict: ``{"torch": ByteTensor, "cuda": [ByteTensor, ...], "numpy": (...), "python": (...)}``.
     """
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    numpy_state = np.random.get_state(legacy=True)
+    if isinstance(numpy_state, dict):  # legacy=True falls back to a dict for a generator other than MT19937
+        raise TypeError(f"numpy's global generator is {numpy_state['bit_generator']}: expected MT19937")
+    kind, keys, pos, has_gauss, cached = numpy_state
     return {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else [],

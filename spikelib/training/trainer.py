@@ -37,7 +37,7 @@ import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence, Sized
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import torch
 from torch import Tensor, nn
@@ -118,7 +118,7 @@ def make_train_loader(
     Raises:
         ValueError: fewer images per process than ``batch_size``.
     """
-    sampler = DistributedSampler(
+    sampler: DistributedSampler[int] = DistributedSampler(
         dataset, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=seed, drop_last=False
     )
     if sampler.num_samples < batch_size:
@@ -135,8 +135,12 @@ def _to_device(targets: TargetsT, device: torch.device) -> TargetsT:
     """A batch's targets on ``device``: a label tensor, or every tensor of a targets dict."""
     if isinstance(targets, Tensor):
         return targets.to(device, non_blocking=True)
-    moved = {k: v.to(device, non_blocking=True) if isinstance(v, Tensor) else v for k, v in targets.items()}
-    return LocalizationTargets(**moved)
+    moved = LocalizationTargets(
+        box=targets["box"].to(device, non_blocking=True), label=targets["label"].to(device, non_blocking=True)
+    )
+    if "index" in targets:
+        moved["index"] = targets["index"].to(device, non_blocking=True)
+    return moved
 
 
 # ------------------------------------------------------------------------------ one epoch
@@ -191,7 +195,8 @@ def train_one_epoch(
     update = OptimizerUpdater(
         optimizer, scheduler, device, amp, grad_clip, info, average=gradient_sync(rule, info) == "average"
     )
-    start, totals, seen = time.perf_counter(), {}, 0
+    totals: dict[str, float] = {}
+    start, seen = time.perf_counter(), 0
     # the bar is told the length, not given the loader: tqdm.auto would call iter(loader) once more
     # (its asyncio part does), which draws a DataLoader's base seed and so shifts the shuffle
     total = len(loader) if isinstance(loader, Sized) else None
@@ -227,6 +232,46 @@ def validate_localization(cfg: TrainConfig, device: torch.device, info: DistInfo
     """The default validation of :func:`fit`: :func:`spikelib.eval.evaluate.evaluate` with ``cfg``'s
     batch size and mixed precision (mean IoU, CorLoc, mAP@0.5, ...)."""
     return functools.partial(evaluate, batch_size=cfg.eval_batch_size, device=device, amp=cfg.amp, info=info)
+
+
+def _epoch_validation(
+    validate: Validate[ValDataT] | None,
+    val_data: ValDataT | None,
+    cfg: TrainConfig,
+    device: torch.device,
+    info: DistInfo,
+) -> Callable[[nn.Module], Mapping[str, Any]] | None:
+    """What :func:`fit` calls after every epoch: ``model -> metrics`` on ``val_data`` (``None``: no validation).
+
+    Raises:
+        TypeError: no ``validate`` and a ``val_data`` that is not a ``Dataset`` (the default,
+            :func:`validate_localization`, evaluates a dataset).
+    """
+    if val_data is None:
+        return None
+    if validate is not None:
+        given = validate
+        return lambda model: given(model, val_data)
+    if not isinstance(val_data, Dataset):
+        raise TypeError(
+            f"val_data is a {type(val_data).__name__}: fit's default validation (validate_localization) "
+            "evaluates a Dataset; pass validate=(model, val_data) -> metrics for other data"
+        )
+    dataset: Dataset = val_data
+    localization = validate_localization(cfg, device, info)
+    return lambda model: localization(model, dataset)
+
+
+@runtime_checkable
+class _Configured(Protocol):
+    """A model that carries its configuration (the localizers): stored in the checkpoint."""
+
+    @property
+    def config(self) -> _ConfigTable: ...
+
+
+class _ConfigTable(Protocol):
+    def to_dict(self) -> dict[str, Any]: ...
 
 
 def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
@@ -311,9 +356,8 @@ def fit(
         loader = make_train_loader(train_data, cfg.batch_size, seed, info, cfg.num_workers, device.type == "cuda")
     updates_per_epoch = len(loader) * rule.updates_per_batch(model)
     scheduler = build_scheduler(optimizer, cfg, updates_per_epoch)
-    if validate is None:
-        validate = validate_localization(cfg, device, info)
-    model_config = model.config.to_dict() if hasattr(model, "config") else {}
+    validation = _epoch_validation(validate, val_data, cfg, device, info)
+    model_config = model.config.to_dict() if isinstance(model, _Configured) else {}
     history: list[dict[str, Any]] = []
     start_epoch = 0
     if resume and checkpoint_path is not None and checkpoint_path.is_file():
@@ -369,11 +413,11 @@ def fit(
                 else "no checkpoint was written"
             )
             raise TrainingDiverged(f"{err} ({kept})") from err
-        if val_data is not None:
-            record.update({f"val_{k}": v for k, v in validate(model, val_data).items()})
+        if validation is not None:
+            record.update({f"val_{k}": v for k, v in validation(model).items()})
         record["seconds"] = time.perf_counter() - started
         history.append(record)
-        if info.is_main and run_dir is not None:
+        if info.is_main and run_dir is not None and checkpoint_path is not None:
             save_checkpoint(
                 checkpoint_path,
                 {
