@@ -642,11 +642,12 @@ class SpikingLocalizer(_Pyramid):
         cur_last: list[Tensor] = []
 
         def apply(i: int, layer: nn.Module, x_seq: Tensor) -> Tensor:
+            block = _spiking_block(layer)
             spikes = None if i == 0 else True  # past the first layer, inputs are spike maps by construction
-            cur_seq = layer.current_seq(x_seq, spikes=spikes)
+            cur_seq = block.current_seq(x_seq, spikes=spikes)
             if i == last and self.config.readout == "membrane":
                 cur_last.append(cur_seq)
-            return layer.lif(cur_seq)
+            return block.lif(cur_seq)
 
         spk_seqs = self._pyramid(self.encode(images), apply, skip)
         return spk_seqs, cur_last[0] if cur_last else None
@@ -681,7 +682,7 @@ class SpikingLocalizer(_Pyramid):
 
         def apply(i: int, layer: nn.Module, x_seq: Tensor) -> Tensor:
             spikes = None if i == 0 else True
-            spk_seq, new_states[i] = layer.run(x_seq, states[i], spikes=spikes, arena=arena)
+            spk_seq, new_states[i] = _spiking_block(layer).run(x_seq, states[i], spikes=spikes, arena=arena)
             return spk_seq
 
         spk_seqs = self._pyramid(x_chunk, apply, arena=arena)
@@ -693,7 +694,7 @@ class SpikingLocalizer(_Pyramid):
         Chunk by chunk where :meth:`runs_chunked`, else over the whole sequence; the same
         prediction either way (see the class docstring).
         """
-        if not self.runs_chunked():
+        if self.chunk_size is None or not self.runs_chunked():
             spk_seqs, cur_seq = self._run_whole(images, None)
             return self.head(self.readout_features(spk_seqs[-1], cur_seq))
         states: tuple[LIFState | None, ...] = (None,) * (2 * self.config.levels)
@@ -726,9 +727,10 @@ class SpikingLocalizer(_Pyramid):
         new_states: list[LIFState] = [None] * len(layers)  # type: ignore[list-item]
 
         def apply(i: int, layer: nn.Module, inp: Tensor) -> Tensor:
-            cur = layer.current(inp.detach() if detach_inputs else inp)  # conv (-> BN)
+            block = _spiking_block(layer)
+            cur = block.current(inp.detach() if detach_inputs else inp)  # conv (-> BN)
             # a one-step sequence through the fused LIF: same result as lif_step, fewer tensors kept
-            spk_seq, new_states[i] = lif_seq_fused(cur[None], layer.lif.params, layer.lif.spike_fn, states[i])
+            spk_seq, new_states[i] = lif_seq_fused(cur[None], block.lif.params, block.lif.spike_fn, states[i])
             return spk_seq[0]
 
         return self._pyramid(x, apply), new_states
@@ -763,6 +765,13 @@ class AnnLocalizer(_Pyramid):
     def forward(self, images: Tensor) -> Prediction:
         """``images [B, C, H, W] -> Prediction(logits [B, num_classes], boxes [B, 4])``."""
         return self.record(images).prediction
+
+
+def _spiking_block(layer: nn.Module) -> SpikingConvBlock:
+    """``layer`` as the :class:`SpikingConvBlock` every level of a spiking localizer is."""
+    if not isinstance(layer, SpikingConvBlock):
+        raise TypeError(f"a spiking localizer's layers are SpikingConvBlocks, got {type(layer).__name__}")
+    return layer
 
 
 def _spike_fn(config: LocalizerConfig) -> SurrogateSpike:

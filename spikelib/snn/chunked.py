@@ -93,6 +93,8 @@ def run_chunked(
             total = part if total is None else total + part
     if reduce is None:
         return torch.cat(outputs)
+    if total is None:  # unreachable: x_seq has at least one step, so one chunk ran
+        raise ValueError("x_seq has no time step")
     if reduce == "mean":
         return total / x_seq.shape[0]
     return total

@@ -124,6 +124,8 @@ def _add_carry(
     The reset term carries no gradient of its own (it is detached, as in snnTorch).
     """
     if reset == "zero":
+        if mem is None:
+            raise ValueError("reset='zero' needs the membrane trace to route the gradient through the reset")
         torch.gt(mem, threshold, out=scratch).sub_(1.0).mul_(-beta)  # beta (1 - S[t])
         grad.addcmul_(grad_next, scratch)
     else:
@@ -256,4 +258,6 @@ class FusedLIF(LIF):
         """
         carry = LIFCarry(state, mem_out)
         spk_seq = self(cur_seq, carry)
+        if carry.state is None:  # forward always leaves the state after its last step
+            raise RuntimeError("FusedLIF.forward did not record the state after its last step")
         return spk_seq, carry.state

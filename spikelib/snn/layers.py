@@ -44,6 +44,7 @@ them (dead or saturated layers are how a deep spiking stack fails).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TypedDict
 
 import torch
 import torch.nn.functional as F
@@ -497,6 +498,16 @@ class GlobalPoolLinear(nn.Module):
         return self.linear(x.mean((-2, -1)))
 
 
+class _LIFKwargs(TypedDict):
+    """The neuron settings :func:`make_resnet_stack` passes to every spiking block."""
+
+    beta: float
+    threshold: float
+    reset: str
+    spike_fn: SurrogateSpike
+    fold_time: bool | str
+
+
 def make_resnet_stack(
     kind: str,
     depth: int,
@@ -544,7 +555,7 @@ def make_resnet_stack(
     check_choice("kind", kind, RESIDUAL_KINDS)
     check_number("depth", depth, 1, integer=True)
     widths = list(check_int_tuple("channels", channels if isinstance(channels, int) else list(channels)))
-    lif_kwargs = dict(beta=beta, threshold=threshold, reset=reset, spike_fn=spike_fn, fold_time=fold_time)
+    lif_kwargs = _LIFKwargs(beta=beta, threshold=threshold, reset=reset, spike_fn=spike_fn, fold_time=fold_time)
     if spiking:
         layers: list[nn.Module] = [
             SpikingConvBlock(in_channels, widths[0], stem_kernel_size, batch_norm=batch_norm, **lif_kwargs)

@@ -148,7 +148,8 @@ class SavedArena:
             self._block = _POOL.take(blocks * self.block_bytes)
             offset = 0
         self._offset = offset + nbytes
-        strides, step = [], 1
+        strides: list[int] = []
+        step = 1
         for size in reversed(tuple(shape)):  # contiguous (row-major) strides
             strides.insert(0, step)
             step *= size
