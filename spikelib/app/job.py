@@ -106,7 +106,9 @@ def canonical_image_key(dataset: str, image_id: str) -> str:
     return f"{dataset}/{image_id}"
 
 
-def _load_parts(cfg: DataConfig, specs: Sequence[str], root: Path, augment: bool, seed: int) -> list[Any]:
+def _load_parts(
+    cfg: DataConfig, specs: Sequence[str], root: Path, augment: bool, seed: int, progress: bool
+) -> list[Any]:
 
     return [
         VOCLocalization(
@@ -121,6 +123,7 @@ def _load_parts(cfg: DataConfig, specs: Sequence[str], root: Path, augment: bool
             bad_samples=cfg.bad_samples,
             jitter=cfg.jitter,
             seed=seed,
+            progress=progress,
         )
         for name, image_set in map(parse_split, specs)
     ]
@@ -140,7 +143,7 @@ def build_data(cfg: DataConfig, seed: int = 0, progress: bool = True) -> Splits:
     Args:
         cfg: the data configuration.
         seed: seeds the augmentation and the validation hold-out.
-        progress: progress bar while generating data.
+        progress: progress bars while generating data and decoding images.
 
     Returns:
         Splits: ``train`` (augmented if ``cfg.augment``), ``val``, ``test`` and the class names.
@@ -155,9 +158,9 @@ def build_data(cfg: DataConfig, seed: int = 0, progress: bool = True) -> Splits:
     for name in sorted(names - set(VOC_YEARS)):
         if cfg.generate:
             ensure_synthetic(root, progress=progress, **{**cfg.synth, "name": name})
-    train_parts = _load_parts(cfg, cfg.train, root, cfg.augment, seed)
-    test_parts = _load_parts(cfg, cfg.test, root, False, seed)
-    val_parts = _load_parts(cfg, cfg.val, root, False, seed) if cfg.val else []
+    train_parts = _load_parts(cfg, cfg.train, root, cfg.augment, seed, progress)
+    test_parts = _load_parts(cfg, cfg.test, root, False, seed, progress)
+    val_parts = _load_parts(cfg, cfg.val, root, False, seed, progress) if cfg.val else []
     held_out = {key for part in (*test_parts, *val_parts) for key in _keys(part)}
     seen: set[str] = set()
     kept_parts, dropped = [], 0

@@ -250,6 +250,7 @@ class VOCLocalization(Dataset):
         jitter: largest relative scale change and shift of the augmentation.
         seed: seed of the augmentation; sample ``i`` of epoch ``e`` is drawn from
             ``(seed, e, i)`` so runs repeat exactly (see :meth:`set_epoch`).
+        progress: a progress bar while ``cache`` decodes the images.
 
     Items are ``(image, target)``: ``image`` ``float32[C, H, W]`` in [0, 1]; ``target``
     ``{"box": float32[4] normalized xyxy, "label": int64[], "index": int}``.
@@ -270,6 +271,7 @@ class VOCLocalization(Dataset):
         bad_samples: str = "raise",
         jitter: float = 0.1,
         seed: int = 0,
+        progress: bool = True,
     ) -> None:
         check_choice("policy", policy, POLICIES)
         if bad_samples not in ("raise", "skip"):
@@ -298,7 +300,7 @@ class VOCLocalization(Dataset):
         else:
             self.classes = VOC_CLASSES
         self._build_index(split_file, ignore_other_classes=classes is not None)
-        self._cache: torch.Tensor | None = self._decode_all() if cache else None
+        self._cache: torch.Tensor | None = self._decode_all(progress) if cache else None
 
     def _image_lists(self, split_file: Path) -> tuple[list[Path], list[Path]]:
         if self.dataset in VOC_YEARS:
@@ -375,11 +377,11 @@ class VOCLocalization(Dataset):
             raise VOCDataError(f"{ann.image_path}: cannot decode the image ({err})") from err
         return F.pil_to_tensor(resized)
 
-    def _decode_all(self) -> torch.Tensor:
+    def _decode_all(self, progress: bool) -> torch.Tensor:
         images: list[torch.Tensor] = []
         keep: list[int] = []
         bad: list[str] = []
-        for i, ann in enumerate(tqdm(self.annotations, desc="decoding", unit="img", leave=False)):
+        for i, ann in enumerate(tqdm(self.annotations, desc="decoding", unit="img", leave=False, disable=not progress)):
             try:
                 images.append(self._decode(ann))
                 keep.append(i)

@@ -49,7 +49,10 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS_DIR = ROOT / "notebooks"
 OUT = ROOT / "runs" / "browser"
-DEFAULT_NOTEBOOKS = "01_lif_neuron.ipynb 02_spike_encoding.ipynb"
+DEFAULT_NOTEBOOKS = (
+    "01_lif_neuron.ipynb 02_spike_encoding.ipynb 03_surrogate_gradients.ipynb 05_pyramid_encoder_decoder.ipynb "
+    "06_voc_localization.ipynb 07_snn_vs_ann.ipynb"
+)
 NOTEBOOKS = os.environ.get("BROWSER_NOTEBOOKS", DEFAULT_NOTEBOOKS).split()
 RUN_TIMEOUT_S = float(os.environ.get("BROWSER_RUN_TIMEOUT", "420"))  # one notebook's Run All
 REDRAW_TIMEOUT_S = 30.0
