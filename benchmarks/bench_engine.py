@@ -48,14 +48,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from spikelib.models.localizer import (
-    AnnLocalizer,
-    LocalizationHead,
-    LocalizerConfig,
-    Prediction,
-    SpikingLocalizer,
-    preset,
-)
+from spikelib.models.config import LocalizerConfig, preset
+from spikelib.models.localizer import AnnLocalizer, LocalizationHead, Prediction, SpikingLocalizer
 from spikelib.runtime.allocator import configure_cpu_allocator
 from spikelib.snn.encoding import rate_encode
 

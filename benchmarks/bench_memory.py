@@ -51,7 +51,8 @@ def worker(rule_name: str, num_steps: int, batch_size: int, threads: int) -> dic
     import torch
 
     from spikelib.learning.rules import make_rule
-    from spikelib.models.localizer import LocalizerConfig, build_localizer
+    from spikelib.models.config import LocalizerConfig
+    from spikelib.models.localizer import build_localizer
     from spikelib.training.update import OptimizerUpdater
 
     torch.set_num_threads(threads)

@@ -40,18 +40,9 @@ _PUBLIC: dict[str, str] = {
     **dict.fromkeys(["FastSigmoid", "ArcTan", "Heaviside", "get_surrogate"], "spikelib.snn.surrogate"),
     **dict.fromkeys(["SpikingConvBlock", "SpikingResidualBlock", "make_resnet_stack"], "spikelib.snn.layers"),
     # models
+    **dict.fromkeys(["ArchConfig", "SpikingConfig", "LocalizerConfig", "preset"], "spikelib.models.config"),
     **dict.fromkeys(
-        [
-            "ArchConfig",
-            "SpikingConfig",
-            "LocalizerConfig",
-            "SpikingLocalizer",
-            "AnnLocalizer",
-            "Prediction",
-            "build_localizer",
-            "build_ann_twin",
-            "preset",
-        ],
+        ["SpikingLocalizer", "AnnLocalizer", "Prediction", "build_localizer", "build_ann_twin"],
         "spikelib.models.localizer",
     ),
     "SpikingMLP": "spikelib.models.mlp",

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from spikelib.models.localizer import LocalizerConfig, preset
+from spikelib.models.config import LocalizerConfig, preset
 from spikelib.training.checkpoint import (
     CHECKPOINT_VERSION,
     CheckpointError,

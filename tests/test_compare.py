@@ -20,7 +20,7 @@ from spikelib.app.study import (
     study_variants,
     variant_from_name,
 )
-from spikelib.models.localizer import preset
+from spikelib.models.config import preset
 
 
 def test_doctests_pass():

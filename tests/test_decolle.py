@@ -18,7 +18,8 @@ from spikelib.learning.bptt import BPTT
 from spikelib.learning.decolle import DECOLLE, RandomReadout, rate_floor_penalty
 from spikelib.learning.losses import localization_loss
 from spikelib.learning.rules import make_rule
-from spikelib.models.localizer import build_ann_twin, build_localizer, preset
+from spikelib.models.config import preset
+from spikelib.models.localizer import build_ann_twin, build_localizer
 from spikelib.snn.neurons import LIFState
 from spikelib.training.update import OptimizerUpdater
 

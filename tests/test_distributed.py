@@ -82,7 +82,8 @@ def _worker(root: str, out: str) -> None:
     """One process of the 2-process test: train the tiny SNN with each rule, save what the test checks."""
     from spikelib.data import VOCLocalization
     from spikelib.learning.rules import make_rule
-    from spikelib.models.localizer import build_localizer, preset
+    from spikelib.models.config import preset
+    from spikelib.models.localizer import build_localizer
     from spikelib.training.config import TrainConfig
     from spikelib.training.trainer import fit, make_train_loader, set_epoch
 

@@ -7,7 +7,8 @@ import torch
 
 import spikelib.eval.latency
 from spikelib.eval.latency import first_good_step, latency_curve, predictions_per_step
-from spikelib.models.localizer import build_localizer, preset
+from spikelib.models.config import preset
+from spikelib.models.localizer import build_localizer
 
 
 def test_doctests_pass():

@@ -8,16 +8,14 @@ import pytest
 import torch
 
 from spikelib.eval.activity import SpikeCounter
+from spikelib.models.config import PRESETS, LocalizerConfig, preset
 from spikelib.models.localizer import (
-    PRESETS,
     AnnLocalizer,
-    LocalizerConfig,
     Prediction,
     SpikingLocalizer,
     build_ann_twin,
     build_localizer,
     decode_boxes,
-    preset,
 )
 from spikelib.snn.neurons import leaky_integrate_seq, lif_seq
 

@@ -217,7 +217,8 @@ def test_sweep_shows_every_model_the_same_corrupted_images():
 def test_sweep_on_generated_data_matches_evaluate_on_clean_images(synth_root, synth_config):
     from spikelib.data import VOCLocalization
     from spikelib.eval.evaluate import evaluate
-    from spikelib.models.localizer import build_ann_twin, preset
+    from spikelib.models.config import preset
+    from spikelib.models.localizer import build_ann_twin
 
     test = VOCLocalization(
         synth_root, dataset=synth_config.name, image_set="test", policy="largest", image_size=32, cache=True

@@ -18,7 +18,8 @@ from spikelib.learning.base import LearningRule, TrainingDiverged
 from spikelib.learning.bptt import BPTT
 from spikelib.learning.decolle import DECOLLE
 from spikelib.learning.losses import localization_loss
-from spikelib.models.localizer import Prediction, build_localizer, decode_boxes, preset
+from spikelib.models.config import preset
+from spikelib.models.localizer import Prediction, build_localizer, decode_boxes
 from spikelib.runtime.distributed import DistInfo
 from spikelib.training import update as update_module
 from spikelib.training.config import TrainConfig

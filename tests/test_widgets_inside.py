@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from spikelib.eval.latency import predictions_per_step
-from spikelib.models.localizer import build_ann_twin, build_localizer, preset
+from spikelib.models.config import preset
+from spikelib.models.localizer import build_ann_twin, build_localizer
 from spikelib.snn.surrogate import ArcTan, Boxcar, FastSigmoid, Sigmoid, Triangle
 from spikelib.widgets import (
     FAILURE_KINDS,

@@ -8,8 +8,8 @@ up to six tables and three top-level keys::
     models = ["snn", "ann"]       # the spiking localizer and/or its ANN twin
 
     [data]     DataConfig: datasets, splits, selection policy, image size, augmentation
-    [model]    spikelib.models.localizer.ArchConfig: the architecture the SNN and its twin share
-    [snn]      spikelib.models.localizer.SpikingConfig: what only the SNN has (neurons, input code, T)
+    [model]    spikelib.models.config.ArchConfig: the architecture the SNN and its twin share
+    [snn]      spikelib.models.config.SpikingConfig: what only the SNN has (neurons, input code, T)
     [train]    TrainConfig: epochs, batch size, optimizer, schedule, loss, learning rule
     [ann]      fields of [train] that differ for the ANN twin (empty: the same budget)
     [targets]  Targets: accuracy targets the report checks (optional: none, no check)
@@ -34,7 +34,7 @@ from typing import Any, Literal, overload
 from spikelib.checks import check_choice as _choice
 from spikelib.checks import check_number as _number
 from spikelib.data import default_data_root
-from spikelib.models.localizer import ARCH_FIELDS, SPIKING_FIELDS, ArchConfig, LocalizerConfig, SpikingConfig
+from spikelib.models.config import ARCH_FIELDS, SPIKING_FIELDS, ArchConfig, LocalizerConfig, SpikingConfig
 from spikelib.paths import configs_dir
 from spikelib.training.config import TrainConfig
 
@@ -303,7 +303,7 @@ def upgrade_stored_config(values: Mapping[str, Any]) -> dict[str, Any]:
     """A run config stored by a spikelib that kept the SNN-only keys in ``[model]``, in today's layout.
 
     Checkpoints written before ``[snn]`` was split from ``[model]`` store one flat
-    ``model`` table; this moves its :data:`~spikelib.models.localizer.SPIKING_FIELDS` to
+    ``model`` table; this moves its :data:`~spikelib.models.config.SPIKING_FIELDS` to
     ``snn``. A config already in today's layout is returned as a copy.
     """
     out = dict(values)

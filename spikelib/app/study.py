@@ -59,7 +59,8 @@ from spikelib.eval.energy import energy_per_image, spike_rates_per_step
 from spikelib.eval.evaluate import evaluate
 from spikelib.eval.latency import first_good_step, latency_curve, predictions_per_step
 from spikelib.eval.robustness import CORRUPTIONS, NUM_SEVERITIES, _check_corruption, robustness_sweep
-from spikelib.models.localizer import ArchConfig, LocalizerConfig, Prediction, SpikingLocalizer
+from spikelib.models.config import ArchConfig, LocalizerConfig
+from spikelib.models.localizer import Prediction, SpikingLocalizer
 from spikelib.snn.encoding import CODINGS
 from spikelib.snn.neurons import LIF
 from spikelib.training.checkpoint import CheckpointError, check_compatible, load_checkpoint
@@ -159,8 +160,8 @@ class StudyConfig:
 class Variant(NamedTuple):
     """One model of the study: its folder name, kind ("snn"/"ann") and what it is built from.
 
-    ``model`` is the SNN's :class:`~spikelib.models.localizer.LocalizerConfig` or the
-    twin's :class:`~spikelib.models.localizer.ArchConfig`.
+    ``model`` is the SNN's :class:`~spikelib.models.config.LocalizerConfig` or the
+    twin's :class:`~spikelib.models.config.ArchConfig`.
     """
 
     name: str
@@ -190,7 +191,7 @@ def variant_from_name(model_cfg: LocalizerConfig, name: str) -> Variant:
         ValueError: a name of another form.
 
     Example:
-        >>> from spikelib.models.localizer import preset
+        >>> from spikelib.models.config import preset
         >>> variant_from_name(preset("tiny"), "snn-T8-rate").model.num_steps
         8
     """

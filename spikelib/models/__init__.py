@@ -1,6 +1,6 @@
 """Networks of the course: the spiking pyramid localizer and its ANN twin, the digits MLP."""
 
-from spikelib.models.localizer import (
+from spikelib.models.config import (
     ARCH_FIELDS,
     BOX_PARAMS,
     CODINGS,
@@ -8,18 +8,20 @@ from spikelib.models.localizer import (
     PRESETS,
     READOUTS,
     SPIKING_FIELDS,
-    AnnLocalizer,
     ArchConfig,
-    LocalizationHead,
     LocalizerConfig,
+    SpikingConfig,
+    preset,
+)
+from spikelib.models.localizer import (
+    AnnLocalizer,
+    LocalizationHead,
     LocalizerRecord,
     Prediction,
-    SpikingConfig,
     SpikingLocalizer,
     build_ann_twin,
     build_localizer,
     decode_boxes,
-    preset,
 )
 from spikelib.models.mlp import MLPRecord, SpikingMLP
 
