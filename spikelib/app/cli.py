@@ -49,6 +49,20 @@ def _parse_setting(text: str) -> tuple[str, object]:
     return key.strip(), tuple(parsed) if isinstance(parsed, list) else parsed
 
 
+def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--config`` and the repeatable ``--set KEY=VALUE`` of every command that reads a run config."""
+    parser.add_argument(
+        "--config", default=DEFAULT_CONFIG, help="a TOML file, or the name of one in configs/ (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        type=_parse_setting,
+        metavar="KEY=VALUE",
+        help="override a config value, repeatable, e.g. --set train.epochs=2",
+    )
+
+
 def cmd_data_synth(args: argparse.Namespace) -> int:
     """Write ``<out>/VOCdevkit/<name>`` and print where, how long it took and its statistics."""
 
@@ -185,16 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train the models of a run config (configs/*.toml), evaluate them on the test split and "
         "write runs/<name>/report.md. Under torchrun, trains on every process.",
     )
-    train.add_argument(
-        "--config", default=DEFAULT_CONFIG, help="a TOML file, or the name of one in configs/ (default: %(default)s)"
-    )
-    train.add_argument(
-        "--set",
-        action="append",
-        type=_parse_setting,
-        metavar="KEY=VALUE",
-        help="override a config value, repeatable, e.g. --set train.epochs=2",
-    )
+    _add_config_arguments(train)
     again = train.add_mutually_exclusive_group()
     again.add_argument(
         "--resume", action="store_true", help="continue from the run's checkpoints (finished models are only evaluated)"
@@ -235,16 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
         "run config, measure them on the same test images, write runs/<name>/compare/comparison.md, "
         ".json and .csv. Checkpoints under runs/<name>/compare/ are reused.",
     )
-    compare.add_argument(
-        "--config", default=DEFAULT_CONFIG, help="a TOML file, or the name of one in configs/ (default: %(default)s)"
-    )
-    compare.add_argument(
-        "--set",
-        action="append",
-        type=_parse_setting,
-        metavar="KEY=VALUE",
-        help="override a config value, repeatable, e.g. --set train.epochs=2",
-    )
+    _add_config_arguments(compare)
     compare.add_argument("--num-steps", type=int, nargs="+", metavar="T", help="SNN time steps (default: 1 2 4 8 16)")
     compare.add_argument(
         "--codings",
