@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "spikelib"
 
 #: Rank of each layer: a module may import from layers of a lower rank, and from its own folder.
 LAYERS = {
-    "checks": 0, "paths": 0, "runtime": 0,
+    "checks": 0, "paths": 0, "runtime": 0, "coursework": 0,
     "snn": 1, "data": 1,
     "models": 2,
     "eval": 3,
