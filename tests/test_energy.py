@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import spikelib.eval.energy
-from spikelib.eval.counting import E_AC_45NM, E_MAC_45NM
+from spikelib.eval.counting import E_AC_45NM, E_AC_INT8_45NM, E_MAC_45NM, E_MAC_INT8_45NM
 from spikelib.eval.energy import energy_per_image, energy_ratio, is_spiking, spike_rates_per_step
 from spikelib.snn.neurons import LIF
 
@@ -150,6 +150,13 @@ def test_spike_rates_need_a_lif_layer():
 
 def test_default_energies_are_horowitz_45nm():
     assert (E_MAC_45NM, E_AC_45NM) == (4.6e-12, 0.9e-12)
+
+
+def test_int8_energies_are_horowitz_45nm_multiply_plus_add():
+    assert E_MAC_INT8_45NM == pytest.approx(0.2e-12 + E_AC_INT8_45NM) and E_AC_INT8_45NM == 0.03e-12
+    net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))  # 3*4 + 4*2 = 20 MACs per image
+    report = energy_per_image(net, torch.zeros(5, 3), e_mac=E_MAC_INT8_45NM)
+    assert report.macs == 20 and report.energy == pytest.approx(20 * 0.23e-12)
 
 
 class _ConvBnSNN(nn.Module):

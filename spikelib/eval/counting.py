@@ -47,7 +47,10 @@ counted as MACs, in full (dense), in the same report.
 Counts are per sample: totals over the forward pass divided by the batch size (and, for a
 sequence ``[T, B, ...]``, summed over its :math:`T` steps).
 
-**Energy** (:func:`energy_estimate`) uses Horowitz's 45 nm figures for 32-bit floats.
+**Energy** (:func:`energy_estimate`) uses Horowitz's 45 nm figures for 32-bit floats by
+default; ``E_MAC_INT8_45NM`` and ``E_AC_INT8_45NM`` are the same source's 8-bit integer
+figures, for a quantised network (M. Horowitz, "Computing's energy problem (and what we
+can do about it)", ISSCC 2014, https://doi.org/10.1109/ISSCC.2014.6757323).
 """
 
 from __future__ import annotations
@@ -66,6 +69,8 @@ from torch.nn.modules.conv import _ConvNd
 __all__ = [
     "E_MAC_45NM",
     "E_AC_45NM",
+    "E_MAC_INT8_45NM",
+    "E_AC_INT8_45NM",
     "LayerOps",
     "OpsReport",
     "count_macs",
@@ -77,6 +82,10 @@ __all__ = [
 E_MAC_45NM: float = 4.6e-12
 #: Energy of a 32-bit float add (an accumulate) at 45 nm.
 E_AC_45NM: float = 0.9e-12
+#: Energy of an 8-bit integer multiply-add at 45 nm: 0.2 pJ (multiply) + 0.03 pJ (add).
+E_MAC_INT8_45NM: float = 0.23e-12
+#: Energy of an 8-bit integer add (an accumulate) at 45 nm.
+E_AC_INT8_45NM: float = 0.03e-12
 
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _CONV_T = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
