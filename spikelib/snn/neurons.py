@@ -41,7 +41,9 @@ __all__ = [
 #: Reset mechanisms: subtract the threshold, set to zero, or no reset (pure integration).
 RESETS: tuple[str, ...] = ("subtract", "zero", "none")
 
-#: The paper's spike function. Frozen (immutable), so sharing it as a default is safe.
+#: The spike function of the student replication's plan (Salikhov, Caceros & Lam 2022: snnTorch's
+#: ``fast_sigmoid(slope=25)``); CBMI 2021 itself used DECOLLE's current-based LIF. The name is kept
+#: for compatibility. Frozen (immutable), so sharing it as a default is safe.
 PAPER_SPIKE_FN = FastSigmoid(slope=25.0)
 
 
@@ -57,7 +59,7 @@ class LIFState(NamedTuple):
 
 
 class LIFParams(NamedTuple):
-    r"""Parameters of a layer of LIF neurons (defaults: the paper's).
+    r"""Parameters of a layer of LIF neurons (defaults: the student replication's plan, ``snn.Leaky(beta=0.5)``).
 
     Attributes:
         beta (float or Tensor): decay :math:`\beta \in [0, 1]` per step; a tensor
@@ -253,7 +255,7 @@ class LIF(nn.Module):
     :math:`U = 0`, so there is nothing to reset between batches.
 
     Args:
-        beta (float): decay :math:`\beta \in [0, 1]`. Default 0.5 (the paper's).
+        beta (float): decay :math:`\beta \in [0, 1]`. Default 0.5 (the replication plan's).
         threshold (float): :math:`\theta > 0`. Default 1.
         reset (str): ``"subtract"`` (default), ``"zero"`` or ``"none"``.
         spike_fn (SurrogateSpike): spike function. Default ``FastSigmoid(slope=25.0)``.

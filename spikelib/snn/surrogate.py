@@ -161,7 +161,8 @@ class FastSigmoid(_Parametrised):
         \sigma(x) = \frac{x}{1 + k|x|}, \qquad \sigma'(x) = \frac{1}{(1 + k|x|)^2}
 
     Peak 1 at threshold. Zenke & Ganguli, Neural Computation 30(6), 2018. Same as
-    ``snntorch.surrogate.fast_sigmoid(slope=k)``; the paper we replicate uses ``k = 25``.
+    ``snntorch.surrogate.fast_sigmoid(slope=k)``; the student replication planned ``k = 25``
+    (snnTorch's default), which silences deep layers' gradients (notebook 03, section 6).
 
     Args:
         slope (float): :math:`k > 0`; larger is sharper. Default 25.
