@@ -22,6 +22,7 @@ Example::
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
@@ -63,6 +64,8 @@ def _mismatch(got: object, expected: object, rtol: float, atol: float) -> str | 
     """Why ``got`` differs from ``expected``, or None when they agree within the tolerance."""
     if got is None:
         return "the answer is None (did the function return its result?)"
+    if isinstance(got, str | bytes):  # numpy would read "3" as the number 3
+        return f"got the text {got!r}; return a number, not a string"
     try:
         got_array = _as_array(got)
     except (TypeError, ValueError):
@@ -78,9 +81,16 @@ def _mismatch(got: object, expected: object, rtol: float, atol: float) -> str | 
     return f"got {_summary(got)}, expected {_summary(expected)} (largest difference {worst:.3g})"
 
 
+def _fresh(case: Case) -> tuple[tuple[object, ...], dict[str, object]]:
+    """A private copy of a case's arguments, so a function that writes into its input
+    (``mem += cur``) changes neither the case nor what the reference is called with."""
+    return copy.deepcopy(case.args), copy.deepcopy(dict(case.kwargs))
+
+
 def _call(exercise: str, function: Callable[..., object], case: Case) -> object:
+    args, kwargs = _fresh(case)
     try:
-        return function(*case.args, **case.kwargs)
+        return function(*args, **kwargs)
     except NotImplementedError:
         raise ExerciseFailed(
             f"Exercise {exercise} is not answered yet: replace `raise NotImplementedError()` "
@@ -160,12 +170,16 @@ def check_function(
         raise ValueError(f"exercise {exercise}: check_function needs at least one case")
     for case in cases:
         got = _call(exercise, function, case)
-        expected = reference(*case.args, **case.kwargs)
+        args, kwargs = _fresh(case)
+        expected = reference(*args, **kwargs)
+        if isinstance(expected, float) and math.isnan(expected):
+            raise ValueError(f"exercise {exercise}: the reference returned NaN on case {case.name!r}; fix the case")
         problem = _compare(got, expected, rtol, atol)
         if problem is None:
             continue
         for mistake, wrong in (mistakes or {}).items():
-            if _compare(got, wrong(*case.args, **case.kwargs), rtol, atol) is None:
+            wrong_output = _known_mistake(wrong, case)
+            if wrong_output is not None and _compare(got, wrong_output, rtol, atol) is None:
                 raise ExerciseFailed(
                     f"Exercise {exercise}, case {case.name!r}: {problem}. This is what {mistake} gives."
                 )
@@ -173,15 +187,23 @@ def check_function(
     print(f"Exercise {exercise} passed ({len(cases)} cases).")
 
 
+def _known_mistake(wrong: Callable[..., object], case: Case) -> object:
+    """What a known wrong implementation gives on a case; None when it cannot run on it
+    (a mistake that only makes sense for some cases must not hide the hint on the others)."""
+    args, kwargs = _fresh(case)
+    try:
+        return wrong(*args, **kwargs)
+    except Exception:  # the mistake does not apply to this case: no match
+        return None
+
+
 def _compare(got: object, expected: object, rtol: float, atol: float) -> str | None:
     if isinstance(expected, tuple):
-        if not isinstance(got, tuple) or len(got) != len(expected):
+        if not isinstance(got, tuple | list) or len(got) != len(expected):
             return f"expected a tuple of {len(expected)} values, got {_summary(got)}"
         for index, (got_item, expected_item) in enumerate(zip(got, expected, strict=True)):
             problem = _mismatch(got_item, expected_item, rtol, atol)
             if problem is not None:
                 return f"output {index}: {problem}"
         return None
-    if isinstance(expected, float) and math.isnan(expected):
-        raise ValueError("the reference returned NaN: fix the case, not the student")
     return _mismatch(got, expected, rtol, atol)
