@@ -73,11 +73,13 @@ def _mismatch(got: object, expected: object, rtol: float, atol: float) -> str | 
     expected_array = _as_array(expected)
     if got_array.shape != expected_array.shape:
         return f"got shape {tuple(got_array.shape)}, expected shape {tuple(expected_array.shape)}"
-    if not np.all(np.isfinite(got_array)):
-        return "the answer contains NaN or infinity"
-    if np.allclose(got_array, expected_array, rtol=rtol, atol=atol):
+    unexpected = ~np.isfinite(got_array) & (got_array != expected_array)  # inf is right where inf is expected
+    if unexpected.any():
+        return "the answer contains NaN or infinity where a finite number is expected"
+    if np.allclose(got_array, expected_array, rtol=rtol, atol=atol, equal_nan=True):
         return None
-    worst = float(np.max(np.abs(got_array - expected_array)))
+    differences = np.abs(got_array - expected_array)
+    worst = float(np.max(np.where(np.isnan(differences), 0.0, differences)))
     return f"got {_summary(got)}, expected {_summary(expected)} (largest difference {worst:.3g})"
 
 

@@ -153,3 +153,15 @@ def test_no_cases_and_nan_reference_are_the_authors_errors():
         check_function("1.1", square, square, [], hint="-")
     with pytest.raises(ValueError, match="reference returned NaN on case 'nan'"):
         check_function("1.1", square, lambda x: float("nan"), [Case("nan", (1.0,))], hint="-")
+
+
+def test_infinity_is_right_where_infinity_is_expected():
+    def reference(x):
+        return torch.where(x > 0.5, 1 / x, torch.full_like(x, float("inf")))
+
+    case = Case("one dark pixel", (torch.tensor([0.2, 1.0]),))
+    check_function("2.2", reference, reference, [case], hint="-")
+    with pytest.raises(ExerciseFailed, match="NaN or infinity where a finite number is expected"):
+        check_function("2.2", lambda x: 1 / (x - 1), reference, [case], hint="-")
+    with pytest.raises(ExerciseFailed, match=r"got \[5\., 1\.\], expected \[inf,  1\.\]"):
+        check_function("2.2", lambda x: 1 / x, reference, [case], hint="-")
