@@ -75,7 +75,7 @@ def _mismatch(got: object, expected: object, rtol: float, atol: float) -> str | 
         return f"got shape {tuple(got_array.shape)}, expected shape {tuple(expected_array.shape)}"
     unexpected = ~np.isfinite(got_array) & (got_array != expected_array)  # inf is right where inf is expected
     if unexpected.any():
-        return "the answer contains NaN or infinity where a finite number is expected"
+        return f"got {_summary(got)}, with NaN or infinity where the expected answer, {_summary(expected)}, differs"
     if np.allclose(got_array, expected_array, rtol=rtol, atol=atol, equal_nan=True):
         return None
     differences = np.abs(got_array - expected_array)
