@@ -80,7 +80,14 @@ def _mismatch(got: object, expected: object, rtol: float, atol: float) -> str | 
         return None
     differences = np.abs(got_array - expected_array)
     worst = float(np.max(np.where(np.isnan(differences), 0.0, differences)))
-    return f"got {_summary(got)}, expected {_summary(expected)} (largest difference {worst:.3g})"
+    if got_array.size <= 8:
+        return f"got {_summary(got)}, expected {_summary(expected)} (largest difference {worst:.3g})"
+    wrong = ~np.isclose(got_array, expected_array, rtol=rtol, atol=atol, equal_nan=True)
+    first = tuple(int(i) for i in np.argwhere(wrong)[0])
+    return (
+        f"{int(wrong.sum())} of {wrong.size} values differ (largest difference {worst:.3g}); "
+        f"the first at index {first}: got {got_array[first]:g}, expected {expected_array[first]:g}"
+    )
 
 
 def _fresh(case: Case) -> tuple[tuple[object, ...], dict[str, object]]:

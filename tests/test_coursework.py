@@ -168,3 +168,14 @@ def test_infinity_is_right_where_infinity_is_expected():
         check_function("2.2", lambda x: 1 / (x - 1), reference, [case], hint="-")
     with pytest.raises(ExerciseFailed, match=r"got \[5\., 1\.\], expected \[inf,  1\.\]"):
         check_function("2.2", lambda x: 1 / x, reference, [case], hint="-")
+
+
+def test_a_large_wrong_array_names_how_many_values_differ_and_the_first():
+    expected = torch.zeros(5, 1, 3)
+    got = expected.clone()
+    got[4, 0, 2] = 1.0
+    with pytest.raises(ExerciseFailed) as failed:
+        check_value("2.3", lambda: got, expected, hint="-")
+    assert "1 of 15 values differ (largest difference 1); the first at index (4, 0, 2): got 1, expected 0" in str(
+        failed.value
+    )
