@@ -33,6 +33,8 @@ from pathlib import Path
 
 import pytest
 
+from spikelib.data import ensure_synthetic
+
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
@@ -162,6 +164,38 @@ def test_exercises_follow_the_convention(path):
         assert check_source.count("### BEGIN HIDDEN TESTS") == check_source.count("### END HIDDEN TESTS") <= 1
 
 
+def _assigned_names(source: str) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+        elif isinstance(node, ast.FunctionDef | ast.ClassDef):
+            names.add(node.name)
+    return names
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_hidden_tests_leave_the_lesson_unchanged(path):
+    """The student versions lose the hidden tests: a name they set must not be one the lesson
+    reads later (a reseeded ``generator`` would change every random number after it)."""
+    cells = _cells(path)
+    for exercise in exercises(path):
+        source = _source(exercise["check"])
+        if "### BEGIN HIDDEN TESTS" not in source:
+            continue
+        hidden = source.split("### BEGIN HIDDEN TESTS", 1)[1].split("### END HIDDEN TESTS", 1)[0]
+        visible_before = source.split("### BEGIN HIDDEN TESTS", 1)[0]
+        set_here = _assigned_names(hidden) - _assigned_names(visible_before)
+        later = cells[exercise["check_index"] + 1 :]
+        lesson = "\n".join(_source(c) for c in later if c["cell_type"] == "code" and not _nbgrader(c))
+        lesson_names = {n.id for n in ast.walk(ast.parse(lesson)) if isinstance(n, ast.Name)}
+        clobbered = set_here & lesson_names
+        assert not clobbered, (
+            f"{path.name}, {_nbgrader(exercise['check'])['grade_id']}: hidden tests set {sorted(clobbered)}, "
+            "names the lesson uses later; give them their own names (e.g. check_generator)"
+        )
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_planted_mistake_names_an_exercise_and_its_points(path):
     found = exercises(path)
@@ -176,6 +210,31 @@ def test_planted_mistake_names_an_exercise_and_its_points(path):
     assert planted["points_lost"] == _nbgrader(exercise["check"])["points"]
     assert planted["solution"].strip() != _source(exercise["solution"]).strip(), "the planted copy changes nothing"
     assert _solution_region_in_function(planted["solution"]) is None
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_opens_with_prerequisites_and_closes_with_next_and_references(path):
+    cells = _cells(path)
+    before = _source(cells[1]) if len(cells) > 1 else ""
+    assert cells[1]["cell_type"] == "markdown" and before.startswith("## Before you start"), (
+        f"{path.name}: the cell after the title must be '## Before you start' with the prerequisites"
+    )
+    earlier = [p.name for p in NOTEBOOKS if _number(p) < _number(path)]
+    if earlier:
+        assert any(f"]({name})" in before for name in earlier), f"{path.name}: link the earlier notebooks it needs"
+    closing = "\n".join(_source(c) for c in cells[-3:] if c["cell_type"] == "markdown")
+    assert "## What's next" in closing, f"{path.name}: end with a '## What's next' cell"
+    later = [p.name for p in NOTEBOOKS if _number(p) == _number(path) + 1]
+    if later:
+        assert f"]({later[0]})" in closing, f"{path.name}: 'What's next' must link {later[0]}"
+    assert "## References" in closing, f"{path.name}: end with a '## References' list"
+    references = closing.split("## References", 1)[1]
+    entries = re.split(r"\n- ", "\n" + references.strip())[1:]
+    assert entries, f"{path.name}: the references list is empty"
+    for entry in entries:
+        assert re.search(r"https://doi\.org/10\.\S+|arxiv\.org/abs/\d{4}\.\d{4,5}|arXiv:\d{4}\.\d{4,5}", entry), (
+            f"{path.name}: reference without a DOI or arXiv link: {entry[:80]!r}"
+        )
 
 
 # (b) and (c): one autograde run per kind of copy ------------------------------------------------
@@ -200,6 +259,7 @@ def graded():
         pytest.skip("no notebook has exercises")
     if WORK_DIR.exists():
         shutil.rmtree(WORK_DIR)
+    ensure_synthetic(None, progress=False)  # once, before three kernels could race to generate it
     base = WORK_DIR / "base"
     release = labs.generate(base, with_exercises)
     results: dict = {"release": release, "with_exercises": with_exercises}
@@ -219,7 +279,12 @@ def graded():
                 _planted_copy(path, submitted / path.name)
         labs.with_scripts_on_path()
         command = [sys.executable, "-m", "nbgrader", "autograde", labs.ASSIGNMENT, "--force", "--log-level=WARN"]
-        env = {**labs.os.environ, "LABS_COURSE_DIR": str(course), "PYTHONPATH": str(REPO)}
+        env = {
+            **labs.os.environ,
+            "LABS_COURSE_DIR": str(course),
+            "PYTHONPATH": str(REPO),
+            "SPIKELIB_RUNS": str(course / "runs"),  # each copy trains its own models, no shared checkpoints
+        }
         log = (WORK_DIR / f"{kind}.log").open("w")
         processes[kind] = (subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT), log)
     for kind, (process, log) in processes.items():
