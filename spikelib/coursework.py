@@ -57,6 +57,11 @@ def _summary(value: object) -> str:
         if array.size <= 8:
             return np.array2string(array, precision=4, separator=", ")
         return f"an array of shape {tuple(array.shape)}"
+    if isinstance(value, float):  # 0.3333333432674408 (a float32 result) reads as 0.333333
+        return f"{value:.6g}"
+    if isinstance(value, tuple | list) and len(value) <= 8:
+        inner = ", ".join(_summary(item) for item in value)
+        return f"({inner})" if isinstance(value, tuple) else f"[{inner}]"
     return repr(value)
 
 
