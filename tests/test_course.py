@@ -114,3 +114,10 @@ def test_notebook_outputs_are_clean(path):
     for index, png in images:
         assert png not in seen, f"{path.name}: cell {index} shows the same figure as cell {seen[png]}"
         seen[png] = index
+
+
+def test_readme_links_every_notebook_and_the_instructors_guide():
+    readme = (NOTEBOOK_DIR.parent / "README.md").read_text(encoding="utf-8")
+    for path in NOTEBOOKS:
+        assert f"](notebooks/{path.name})" in readme, f"README: the course table must link notebooks/{path.name}"
+    assert "](docs/instructors.md)" in readme and (NOTEBOOK_DIR.parent / "docs" / "instructors.md").exists()
