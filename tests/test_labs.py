@@ -24,6 +24,7 @@ from __future__ import annotations
 import ast
 import importlib.util
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -280,16 +281,18 @@ def graded():
         labs.with_scripts_on_path()
         command = [sys.executable, "-m", "nbgrader", "autograde", labs.ASSIGNMENT, "--force", "--log-level=WARN"]
         env = {
-            **labs.os.environ,
+            **os.environ,
             "LABS_COURSE_DIR": str(course),
             "PYTHONPATH": str(REPO),
             "SPIKELIB_RUNS": str(course / "runs"),  # each copy trains its own models, no shared checkpoints
         }
         log = (WORK_DIR / f"{kind}.log").open("w")
         processes[kind] = (subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT), log)
+    returncodes = {}
     for kind, (process, log) in processes.items():
-        returncode = process.wait(timeout=3600)
+        returncodes[kind] = process.wait(timeout=3600)
         log.close()
+    for kind, returncode in returncodes.items():
         assert returncode == 0, f"nbgrader autograde ({kind}) failed:\n{(WORK_DIR / f'{kind}.log').read_text()[-3000:]}"
         course = WORK_DIR / kind
         results[kind] = {"course": course, "marks": labs.scores(course, [kind])[kind]}
