@@ -111,12 +111,12 @@ def _solution_region_in_function(source: str) -> str | None:
         tree = ast.parse(student)
     except SyntaxError as error:
         return f"the student version does not parse: {error}"
-    functions = [node for node in tree.body if isinstance(node, ast.FunctionDef)]
-    if len(functions) != 1 or len(tree.body) != 1:
-        return "the cell must hold exactly one function and nothing else"
-    raises = [node for node in ast.walk(functions[0]) if isinstance(node, ast.Raise)]
+    if len(tree.body) != 1 or not isinstance(tree.body[0], ast.FunctionDef | ast.ClassDef):
+        return "the cell must hold exactly one function (or one class, e.g. an autograd Function) and nothing else"
+    functions = [node for node in ast.walk(tree.body[0]) if isinstance(node, ast.FunctionDef)]
+    raises = [node for function in functions for node in ast.walk(function) if isinstance(node, ast.Raise)]
     if not any(ast.unparse(node.exc) == "NotImplementedError()" for node in raises if node.exc):
-        return "the solution region is not inside the function body"
+        return "the solution region is not inside a function body"
     return None
 
 
@@ -165,13 +165,26 @@ def test_exercises_follow_the_convention(path):
         assert check_source.count("### BEGIN HIDDEN TESTS") == check_source.count("### END HIDDEN TESTS") <= 1
 
 
+_OWN_SCOPE = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp, ast.Lambda)
+
+
 def _assigned_names(source: str) -> set[str]:
-    names = set()
-    for node in ast.walk(ast.parse(source)):
+    """Names a cell binds at the notebook's top level (comprehension variables and the
+    locals of functions stay in their own scope)."""
+    names: set[str] = set()
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+            return
+        if isinstance(node, _OWN_SCOPE):
+            return
         if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
             names.add(node.id)
-        elif isinstance(node, ast.FunctionDef | ast.ClassDef):
-            names.add(node.name)
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(ast.parse(source))
     return names
 
 
@@ -210,7 +223,8 @@ def test_planted_mistake_names_an_exercise_and_its_points(path):
     exercise = by_id[planted["grade_id"]]
     assert planted["points_lost"] == _nbgrader(exercise["check"])["points"]
     assert planted["solution"].strip() != _source(exercise["solution"]).strip(), "the planted copy changes nothing"
-    assert _solution_region_in_function(planted["solution"]) is None
+    problem = _solution_region_in_function(planted["solution"])
+    assert problem is None, f"{planted_path.name}: {problem}"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
