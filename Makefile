@@ -4,6 +4,8 @@
 #   make test-browser  the notebooks' widgets in JupyterLab in headless Chromium (Playwright)
 #   make bench  speed/memory benchmarks (not part of the test suite)
 #   make train  the main job: train the SNN and its ANN twin, evaluate, runs/<name>/report.md
+#   make student                 the student versions of the notebooks (nbgrader), in student/
+#   make grade SUBMISSIONS=dir   mark dir/<student_id>/*.ipynb offline (nbgrader autograde), build/grades/grades.csv
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -19,7 +21,7 @@ TORCH_INDEX ?=
 # Running as root (containers, CI) needs --allow-root for JupyterLab.
 LAB_ROOT_FLAG := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
 
-.PHONY: install lab test test-browser test-unit test-notebooks lint typecheck run-notebooks bench clean train
+.PHONY: install lab test test-browser test-unit test-notebooks lint typecheck run-notebooks bench clean train student grade
 
 install: $(VENV)/.installed
 
@@ -55,8 +57,8 @@ test-unit: install
 	$(PY) -m pytest tests -m "not slow" $(PYTEST_ARGS)
 
 lint: install
-	$(VENV)/bin/ruff check spikelib tests benchmarks notebooks
-	$(VENV)/bin/ruff format --check spikelib tests benchmarks
+	$(VENV)/bin/ruff check spikelib tests benchmarks notebooks tools nbgrader_config.py
+	$(VENV)/bin/ruff format --check spikelib tests benchmarks tools nbgrader_config.py
 
 typecheck: install
 	$(VENV)/bin/mypy
@@ -71,7 +73,7 @@ bench: install
 	$(PY) benchmarks/bench_memory.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build student *.egg-info .pytest_cache
 
 # Re-run every notebook top to bottom from a fresh kernel and save its outputs (commit them).
 run-notebooks: install
@@ -85,3 +87,20 @@ TRAIN_CONFIG ?= synthetic-cpu
 TRAIN_ARGS ?= --resume
 train: install
 	$(PY) -m spikelib train --config $(TRAIN_CONFIG) $(TRAIN_ARGS)
+
+# The coursework (docs/instructors.md). nbgrader (installed by `make install`, the dev extra) turns
+# the instructor notebooks of notebooks/ into student versions: solution regions and hidden tests
+# removed, outputs cleared. The course directory nbgrader works in is build/course (nbgrader_config.py).
+STUDENT_DIR ?= student
+student: install
+	$(PY) tools/labs.py student --out $(STUDENT_DIR)
+
+# Offline marking: SUBMISSIONS holds one folder per student with that student's notebooks,
+# SUBMISSIONS/<student_id>/01_lif_neuron.ipynb, ...; every notebook is executed and its exercise
+# checks scored (nbgrader autograde). GRADE_ARGS=--feedback also writes nbgrader's HTML feedback.
+SUBMISSIONS ?=
+GRADES_DIR ?= build/grades
+GRADE_ARGS ?=
+grade: install
+	@[ -n "$(SUBMISSIONS)" ] || { echo "usage: make grade SUBMISSIONS=<folder>/<student_id>/<notebook>.ipynb"; exit 1; }
+	$(PY) tools/labs.py grade $(SUBMISSIONS) --out $(GRADES_DIR) $(GRADE_ARGS)

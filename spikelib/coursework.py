@@ -22,6 +22,7 @@ Example::
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
@@ -56,6 +57,11 @@ def _summary(value: object) -> str:
         if array.size <= 8:
             return np.array2string(array, precision=4, separator=", ")
         return f"an array of shape {tuple(array.shape)}"
+    if isinstance(value, float):  # 0.3333333432674408 (a float32 result) reads as 0.333333
+        return f"{value:.6g}"
+    if isinstance(value, tuple | list) and len(value) <= 8:
+        inner = ", ".join(_summary(item) for item in value)
+        return f"({inner})" if isinstance(value, tuple) else f"[{inner}]"
     return repr(value)
 
 
@@ -63,6 +69,8 @@ def _mismatch(got: object, expected: object, rtol: float, atol: float) -> str | 
     """Why ``got`` differs from ``expected``, or None when they agree within the tolerance."""
     if got is None:
         return "the answer is None (did the function return its result?)"
+    if isinstance(got, str | bytes):  # numpy would read "3" as the number 3
+        return f"got the text {got!r}; return a number, not a string"
     try:
         got_array = _as_array(got)
     except (TypeError, ValueError):
@@ -70,17 +78,33 @@ def _mismatch(got: object, expected: object, rtol: float, atol: float) -> str | 
     expected_array = _as_array(expected)
     if got_array.shape != expected_array.shape:
         return f"got shape {tuple(got_array.shape)}, expected shape {tuple(expected_array.shape)}"
-    if not np.all(np.isfinite(got_array)):
-        return "the answer contains NaN or infinity"
-    if np.allclose(got_array, expected_array, rtol=rtol, atol=atol):
+    unexpected = ~np.isfinite(got_array) & (got_array != expected_array)  # inf is right where inf is expected
+    if unexpected.any():
+        return f"got {_summary(got)}, with NaN or infinity where the expected answer, {_summary(expected)}, differs"
+    if np.allclose(got_array, expected_array, rtol=rtol, atol=atol, equal_nan=True):
         return None
-    worst = float(np.max(np.abs(got_array - expected_array)))
-    return f"got {_summary(got)}, expected {_summary(expected)} (largest difference {worst:.3g})"
+    differences = np.abs(got_array - expected_array)
+    worst = float(np.max(np.where(np.isnan(differences), 0.0, differences)))
+    if got_array.size <= 8:
+        return f"got {_summary(got)}, expected {_summary(expected)} (largest difference {worst:.3g})"
+    wrong = ~np.isclose(got_array, expected_array, rtol=rtol, atol=atol, equal_nan=True)
+    first = tuple(int(i) for i in np.argwhere(wrong)[0])
+    return (
+        f"{int(wrong.sum())} of {wrong.size} values differ (largest difference {worst:.3g}); "
+        f"the first at index {first}: got {got_array[first]:g}, expected {expected_array[first]:g}"
+    )
+
+
+def _fresh(case: Case) -> tuple[tuple[object, ...], dict[str, object]]:
+    """A private copy of a case's arguments, so a function that writes into its input
+    (``mem += cur``) changes neither the case nor what the reference is called with."""
+    return copy.deepcopy(case.args), copy.deepcopy(dict(case.kwargs))
 
 
 def _call(exercise: str, function: Callable[..., object], case: Case) -> object:
+    args, kwargs = _fresh(case)
     try:
-        return function(*case.args, **case.kwargs)
+        return function(*args, **kwargs)
     except NotImplementedError:
         raise ExerciseFailed(
             f"Exercise {exercise} is not answered yet: replace `raise NotImplementedError()` "
@@ -160,12 +184,16 @@ def check_function(
         raise ValueError(f"exercise {exercise}: check_function needs at least one case")
     for case in cases:
         got = _call(exercise, function, case)
-        expected = reference(*case.args, **case.kwargs)
+        args, kwargs = _fresh(case)
+        expected = reference(*args, **kwargs)
+        if isinstance(expected, float) and math.isnan(expected):
+            raise ValueError(f"exercise {exercise}: the reference returned NaN on case {case.name!r}; fix the case")
         problem = _compare(got, expected, rtol, atol)
         if problem is None:
             continue
         for mistake, wrong in (mistakes or {}).items():
-            if _compare(got, wrong(*case.args, **case.kwargs), rtol, atol) is None:
+            wrong_output = _known_mistake(wrong, case)
+            if wrong_output is not None and _compare(got, wrong_output, rtol, atol) is None:
                 raise ExerciseFailed(
                     f"Exercise {exercise}, case {case.name!r}: {problem}. This is what {mistake} gives."
                 )
@@ -173,15 +201,23 @@ def check_function(
     print(f"Exercise {exercise} passed ({len(cases)} cases).")
 
 
+def _known_mistake(wrong: Callable[..., object], case: Case) -> object:
+    """What a known wrong implementation gives on a case; None when it cannot run on it
+    (a mistake that only makes sense for some cases must not hide the hint on the others)."""
+    args, kwargs = _fresh(case)
+    try:
+        return wrong(*args, **kwargs)
+    except Exception:  # the mistake does not apply to this case: no match
+        return None
+
+
 def _compare(got: object, expected: object, rtol: float, atol: float) -> str | None:
     if isinstance(expected, tuple):
-        if not isinstance(got, tuple) or len(got) != len(expected):
+        if not isinstance(got, tuple | list) or len(got) != len(expected):
             return f"expected a tuple of {len(expected)} values, got {_summary(got)}"
         for index, (got_item, expected_item) in enumerate(zip(got, expected, strict=True)):
             problem = _mismatch(got_item, expected_item, rtol, atol)
             if problem is not None:
                 return f"output {index}: {problem}"
         return None
-    if isinstance(expected, float) and math.isnan(expected):
-        raise ValueError("the reference returned NaN: fix the case, not the student")
     return _mismatch(got, expected, rtol, atol)

@@ -68,3 +68,56 @@ def test_notebook_outputs_stay_small(path):
 def test_notebook_asserts_its_claims(path):
     source = "\n".join("".join(c["source"]) for c in _load(path)["cells"] if c["cell_type"] == "code")
     assert re.search(r"^\s*assert ", source, flags=re.M), f"{path.name}: no assert on what it claims"
+
+
+ABSOLUTE_PATH = re.compile(r"(?<![\w.])/(?:work|home|root|tmp|Users|usr|opt|mnt|var)/|\b[A-Z]:\\")
+PROGRESS_BAR = re.compile(r"\d+%\|")
+STRAY_REPR = re.compile(r"^\[?<(?:matplotlib|Figure|Axes)|^Text\(|^\[?Text\(")
+INTERNAL_WORDS = re.compile(r"\b(?:helper|TODO|FIXME|XXX|issue #\d+|PR #\d+)\b", re.I)
+
+
+def _output_texts(cell: dict) -> list[tuple[dict, str]]:
+    texts = []
+    for output in cell.get("outputs", []):
+        if output.get("output_type") == "stream":
+            texts.append((output, "".join(output["text"])))
+        elif "data" in output:
+            texts.append((output, "".join(output["data"].get("text/plain", ""))))
+    return texts
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_outputs_are_clean(path):
+    """What a reader sees on GitHub: no machine paths, no frozen progress bars, no stray reprs,
+    no words from the kitchen, and each figure once."""
+    images = []
+    for index, cell in enumerate(_load(path)["cells"]):
+        where = f"{path.name}, cell {index}"
+        match = INTERNAL_WORDS.search("".join(cell["source"]))
+        assert not match, f"{where}: internal word {match[0]!r} in the text"
+        for output, text in _output_texts(cell):
+            assert not ABSOLUTE_PATH.search(text), f"{where}: an absolute path in the output: {text[:200]!r}"
+            assert not PROGRESS_BAR.search(text), f"{where}: a progress bar in the output: {text[:200]!r}"
+            match = INTERNAL_WORDS.search(text)
+            assert not match, f"{where}: internal word {match[0]!r} in the output"
+            data = output.get("data", {})
+            if output.get("output_type") == "execute_result" and "image/png" not in data and len(data) == 1:
+                assert not STRAY_REPR.search(text), f"{where}: a stray repr {text[:80]!r}; end the line with ';'"
+            if "application/vnd.jupyter.widget-view+json" in data and "text/plain" in data:
+                assert "HBox(" not in text and "FloatProgress" not in text, f"{where}: a progress widget was saved"
+        images += [
+            (index, output["data"]["image/png"])
+            for output in cell.get("outputs", [])
+            if "image/png" in output.get("data", {})
+        ]
+    seen: dict[str, int] = {}
+    for index, png in images:
+        assert png not in seen, f"{path.name}: cell {index} shows the same figure as cell {seen[png]}"
+        seen[png] = index
+
+
+def test_readme_links_every_notebook_and_the_instructors_guide():
+    readme = (NOTEBOOK_DIR.parent / "README.md").read_text(encoding="utf-8")
+    for path in NOTEBOOKS:
+        assert f"](notebooks/{path.name})" in readme, f"README: the course table must link notebooks/{path.name}"
+    assert "](docs/instructors.md)" in readme and (NOTEBOOK_DIR.parent / "docs" / "instructors.md").exists()
