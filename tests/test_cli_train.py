@@ -276,7 +276,8 @@ def test_train_writes_report_figures_and_prints_the_table(tmp_path, data_root, c
     out = capsys.readouterr().out
     run = tmp_path / "runs" / "both"
     results = json.loads((run / "results.json").read_text())
-    assert set(results) == {"snn", "ann", "meta"} and results["snn"]["test"]["num_images"] == DATA.num_test
+    assert set(results) == {"snn", "ann", "meta", "map50_ceiling"}
+    assert results["snn"]["test"]["num_images"] == DATA.num_test
     assert results["meta"]["threads"] == 1 and results["meta"]["wall_seconds"] > 0
     assert "job wall time" in out and "Job wall time" in (run / "report.md").read_text()
     assert "[ ]" not in out and "[x]" not in out and "## Targets" not in (run / "report.md").read_text()  # none set
@@ -284,6 +285,12 @@ def test_train_writes_report_figures_and_prints_the_table(tmp_path, data_root, c
     assert f"| {100 * results['snn']['test']['miou']:.1f} |" in row
     report = (run / "report.md").read_text()
     assert "| ANN twin |" in report and "![learning curves](curves.png)" in report and "| **mAP** |" in report
+    ceiling = results["map50_ceiling"]["map50"]
+    assert 0 < ceiling <= 1 and f"scores mAP@0.5 = **{100 * ceiling:.1f} %**" in report
+    assert f"| **mAP** | **{100 * results['snn']['test']['map50']:.1f}** | " in report
+    confusion = results["snn"]["test"]["confusion"]
+    assert sum(map(sum, confusion)) == DATA.num_test and "## Confusion matrices" in report
+    assert "| true \\ predicted |" in report and "### SNN" in report and "### ANN twin" in report
     activity = results["snn"]["activity"]
     assert list(activity) == ["enc1", "enc2", "enc3", "dec1", "dec2", "dec3"] and "| dec3 |" in report
     assert all(0 <= a["rate"] <= 1 and 0 <= a["silent"] <= 1 for a in activity.values())
@@ -346,6 +353,13 @@ def test_the_report_checks_only_the_targets_its_config_sets():
     assert [(what, met) for what, met, _ in checks] == [
         ("SNN mean IoU >= 0.60 at T <= 8", True),
         ("SNN within 4 points of its ANN twin", False),
+    ]
+    test_acc = {"snn": {"test": {**test, "accuracy": 0.86, "map50": 0.44}}, "ann": {"test": {**test, "accuracy": 0.89}}}
+    checks = check_targets(test_acc, 6, Targets(snn_accuracy=0.85, ann_accuracy=0.9, snn_map=0.45))
+    assert [(what, met, measured) for what, met, measured in checks] == [
+        ("SNN class accuracy >= 0.85", True, "0.860"),
+        ("ANN twin class accuracy >= 0.90", False, "0.890"),
+        ("SNN mAP@0.5 >= 0.45", False, "0.440"),
     ]
 
 

@@ -416,3 +416,20 @@ def test_detection_inputs_are_checked_with_helpful_errors():
         metrics.voc_ap_per_class(bad, ground_truths, num_classes=3)
     with pytest.raises(ValueError, match="no class has a non-difficult ground truth"):
         metrics.mean_average_precision([_det([], [], [])], [_gt([], [])], num_classes=1)
+
+
+def test_confusion_matrix_is_hand_worked_and_its_diagonal_gives_the_accuracy():
+    true = torch.tensor([0, 0, 1, 2, 2, 2])
+    pred = torch.tensor([0, 1, 1, 2, 0, 2])
+    matrix = metrics.confusion_matrix(true, pred, 3)
+    assert matrix.tolist() == [[1, 1, 0], [0, 1, 0], [1, 0, 2]]
+    assert matrix.dtype == torch.int64 and int(matrix.sum()) == len(true)
+    assert float(matrix.diagonal().sum() / matrix.sum()) == float((true == pred).float().mean())
+    assert metrics.confusion_matrix(torch.zeros(0), torch.zeros(0), 2).tolist() == [[0, 0], [0, 0]]
+
+
+def test_confusion_matrix_rejects_labels_out_of_range_and_unequal_lengths():
+    with pytest.raises(ValueError, match=r"pred_labels must lie in 0 .. 2 \(num_classes=3\), got values 0 .. 3"):
+        metrics.confusion_matrix(torch.tensor([0, 1]), torch.tensor([0, 3]), 3)
+    with pytest.raises(ValueError, match="same length"):
+        metrics.confusion_matrix(torch.tensor([0, 1]), torch.tensor([0]), 3)

@@ -467,3 +467,94 @@ def test_chunked_forward_is_seen_by_spike_counters_and_no_grad_runs_the_whole_se
         for name, shape in zip(counter.neuron_steps, config.feature_shapes().values())
     }
     assert list(counter.layer_rates().values()) == pytest.approx(whole_rates, rel=1e-6)
+
+
+# -- class evidence from the deepest encoder level (class_source="encoder") -------------------
+
+
+def test_class_source_encoder_reads_the_class_from_the_deepest_encoder_rate_and_the_box_from_the_decoder():
+    config = _tiny(class_source="encoder", num_steps=4)
+    torch.manual_seed(0)
+    model, images = build_localizer(config), _images(config)
+    record = model.record(images)
+    deepest, last = record.outputs["enc3"], record.outputs["dec3"]
+    expected = model.head(last.mean(0), deepest.mean(0))
+    torch.testing.assert_close(record.prediction.logits, expected.logits)
+    torch.testing.assert_close(record.prediction.logits, model.head.class_logits(deepest.mean(0)))
+    torch.testing.assert_close(record.prediction.boxes, decode_boxes(model.head.raw(last.mean(0))))
+    assert model.head.mlp[-1].out_features == 4  # the decoder head gives only the box
+    with pytest.raises(ValueError, match="class_source='encoder': pass class_features"):
+        model.head(last.mean(0))
+
+
+def test_class_source_decoder_is_the_paper_head_and_refuses_class_features():
+    config = _tiny(num_steps=3)
+    model = build_localizer(config)
+    assert config.class_source == "decoder" and model.head.classifier is None
+    features = torch.rand(BATCH, *config.feature_shapes()["dec3"])
+    with pytest.raises(ValueError, match="class_source='decoder'"):
+        model.head(features, torch.rand(BATCH, *config.feature_shapes()["enc3"]))
+    with pytest.raises(ValueError, match="class_source='decoder'"):
+        model.head.class_logits(features)
+
+
+@pytest.mark.parametrize("class_pool, class_hidden", [(1, ()), (2, (16,))])
+def test_class_layers_take_channels_times_pool_squared_inputs(class_pool, class_hidden):
+    config = _tiny(class_source="encoder", class_pool=class_pool, class_hidden=class_hidden)
+    head = build_localizer(config).head
+    assert head.classifier[0].in_features == config.encoder_channels[-1] * class_pool**2 == config.class_features()
+    assert head.classifier[-1].out_features == config.num_classes
+    assert len(head.classifier) == 2 * len(class_hidden) + 1
+
+
+def test_class_pool_must_divide_the_deepest_map():
+    with pytest.raises(ValueError, match="class_pool must divide the deepest encoder map's size 8"):
+        _tiny(class_source="encoder", class_pool=3)
+    with pytest.raises(ValueError, match="class_source"):
+        _tiny(class_source="bottleneck")
+
+
+@pytest.mark.parametrize("chunk_size", [1, 3])
+def test_class_source_encoder_chunked_forward_equals_the_whole_sequence(chunk_size):
+    config = _tiny(class_source="encoder", num_steps=4, init_gain=2.0)
+    torch.manual_seed(0)
+    model, images = build_localizer(config), _images(config)
+    whole = SpikingLocalizer(config, chunk_size=None)
+    whole.load_state_dict(model.state_dict())
+    model.chunk_size = chunk_size
+    assert model.runs_chunked()
+    chunked_pred, chunked_grads = _prediction_and_grads(model, images, lambda m, x: m(x))
+    whole_pred, whole_grads = _prediction_and_grads(whole, images, lambda m, x: m(x))
+    assert torch.equal(chunked_pred.logits, whole_pred.logits) and torch.equal(chunked_pred.boxes, whole_pred.boxes)
+    assert chunked_grads["head.classifier.0.weight"].abs().max() > 0
+    assert chunked_grads["encoder.0.conv.weight"].abs().max() > 0
+    for name, grad in chunked_grads.items():
+        torch.testing.assert_close(grad, whole_grads[name], rtol=1e-6, atol=1e-9, msg=name)
+
+
+@pytest.mark.parametrize("readout", ["mean", "last"])
+def test_prediction_seq_ends_with_the_prediction_and_matches_shorter_runs(readout):
+    config = _tiny(class_source="encoder", num_steps=4, readout=readout)
+    torch.manual_seed(0)
+    model, images = build_localizer(config), _images(config)
+    model.eval()
+    with torch.no_grad():
+        record = model.record(images)
+        steps = model.prediction_seq(record)
+        shorter = SpikingLocalizer(config.replace(num_steps=2))
+        shorter.load_state_dict(model.state_dict())
+        shorter.eval()
+        early = shorter(images)
+    assert len(steps) == 4 and record.class_readout_seq.shape == (4, BATCH, *config.feature_shapes()["enc3"])
+    torch.testing.assert_close(steps[-1].logits, record.prediction.logits)
+    torch.testing.assert_close(steps[1].logits, early.logits)
+    torch.testing.assert_close(steps[1].boxes, early.boxes)
+
+
+def test_ann_twin_with_class_source_encoder_reads_its_deepest_relu_map():
+    config = _tiny(class_source="encoder", class_pool=2)
+    torch.manual_seed(0)
+    twin, images = build_ann_twin(config), _images(config)
+    record = twin.record(images)
+    torch.testing.assert_close(record.prediction.logits, twin.head.class_logits(record.outputs["enc3"]))
+    assert sum(p.numel() for p in twin.parameters()) == sum(p.numel() for p in build_localizer(config).parameters())

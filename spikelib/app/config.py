@@ -170,15 +170,21 @@ class Targets:
         cbmi_small_miou: the small-object mIoU of the CBMI 2021 model; the SNN's must be
             10 points above it.
         max_gap: the SNN's test mIoU at most this far below the ANN twin's.
+        snn_accuracy, ann_accuracy: the test class accuracy of the SNN, of the twin, at least this.
+        snn_map, ann_map: the test mAP@0.5 of the SNN, of the twin, at least this.
     """
 
     snn_miou: float | None = None
     max_steps: int | None = None
     cbmi_small_miou: float | None = None
     max_gap: float | None = None
+    snn_accuracy: float | None = None
+    ann_accuracy: float | None = None
+    snn_map: float | None = None
+    ann_map: float | None = None
 
     def __post_init__(self) -> None:
-        for name in ("snn_miou", "cbmi_small_miou", "max_gap"):
+        for name in ("snn_miou", "cbmi_small_miou", "max_gap", "snn_accuracy", "ann_accuracy", "snn_map", "ann_map"):
             if getattr(self, name) is not None:
                 _number(name, getattr(self, name), 0.0, 1.0)
         if self.max_steps is not None:

@@ -23,12 +23,14 @@ from torchvision.ops import box_iou
 
 from spikelib.app.config import RunConfig, Targets
 from spikelib.data.datasets import dataset_classes, dataset_ground_truth
+from spikelib.eval.evaluate import single_object_map_ceiling
 from spikelib.viz.boxes import image_grid
 
 __all__ = [
     "activity_table",
     "metrics_table",
     "per_class_table",
+    "confusion_table",
     "size_table",
     "check_targets",
     "format_summary",
@@ -76,14 +78,41 @@ def metrics_table(results: Mapping[str, Mapping[str, Any]], num_steps: int | Non
     return head + "\n".join(rows) + "\n"
 
 
-def per_class_table(results: Mapping[str, Mapping[str, Any]]) -> str:
-    """Markdown table of the VOC all-point AP@0.5 of every class (percent), one column per model."""
+def per_class_table(
+    results: Mapping[str, Mapping[str, Any]], ceiling: tuple[float, Mapping[str, float]] | None = None
+) -> str:
+    """Markdown table of the VOC all-point AP@0.5 of every class (percent), one column per model.
+
+    ``ceiling``: :func:`spikelib.eval.evaluate.single_object_map_ceiling` of the test set,
+    shown as a last column (what one prediction per image can reach at best).
+    """
     kinds = list(results)
     classes = list(next(iter(results.values()))["test"]["ap"])
-    lines = ["| class | " + " | ".join(LABELS.get(k, k) for k in kinds) + " |", "|---|" + "---|" * len(kinds)]
+    extra = " | single-object ceiling" if ceiling else ""
+    lines = [
+        "| class | " + " | ".join(LABELS.get(k, k) for k in kinds) + extra + " |",
+        "|---|" + "---|" * (len(kinds) + bool(ceiling)),
+    ]
     for name in classes:
-        lines.append(f"| {name} | " + " | ".join(_pct(results[k]["test"]["ap"].get(name)) for k in kinds) + " |")
-    lines.append("| **mAP** | " + " | ".join(f"**{_pct(results[k]['test']['map50'])}**" for k in kinds) + " |")
+        cap = f" | {_pct(ceiling[1].get(name))}" if ceiling else ""
+        lines.append(f"| {name} | " + " | ".join(_pct(results[k]["test"]["ap"].get(name)) for k in kinds) + cap + " |")
+    cap = f" | **{_pct(ceiling[0])}**" if ceiling else ""
+    lines.append("| **mAP** | " + " | ".join(f"**{_pct(results[k]['test']['map50'])}**" for k in kinds) + cap + " |")
+    return "\n".join(lines) + "\n"
+
+
+def confusion_table(confusion: Sequence[Sequence[int]], class_names: Sequence[str]) -> str:
+    """Markdown confusion matrix: one row per true class, one column per predicted class, counts.
+
+    The last column is the row's share answered right (the recall of the class), in percent.
+    """
+    lines = [
+        "| true \\ predicted | " + " | ".join(class_names) + " | right (%) |",
+        "|---|" + "---|" * (len(class_names) + 1),
+    ]
+    for index, (name, row) in enumerate(zip(class_names, confusion)):
+        right = row[index] / (sum(row) or 1)
+        lines.append(f"| {name} | " + " | ".join(str(v) for v in row) + f" | {100 * right:.1f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -132,6 +161,16 @@ def check_targets(
                 f"{snn['miou_small']:.3f} on {snn['count_small']} images",
             )
         )
+    for kind, key, label, name in (
+        ("snn", "accuracy", "SNN class accuracy", "snn_accuracy"),
+        ("ann", "accuracy", "ANN twin class accuracy", "ann_accuracy"),
+        ("snn", "map50", "SNN mAP@0.5", "snn_map"),
+        ("ann", "map50", "ANN twin mAP@0.5", "ann_map"),
+    ):
+        goal = getattr(targets, name)
+        if goal is not None and kind in results:
+            value = results[kind]["test"][key]
+            checks.append((f"{label} >= {goal:.2f}", value >= goal, f"{value:.3f}"))
     if targets.max_gap is not None and "ann" in results:
         gap = results["ann"]["test"]["miou"] - snn["miou"]
         checks.append(
@@ -270,9 +309,6 @@ def write_report(
         }
         for kind, res in results.items()
     }
-    (run_dir / "results.json").write_text(
-        json.dumps({**summary, **({"meta": dict(meta)} if meta else {})}, indent=2) + "\n", encoding="utf-8"
-    )
     fig = plot_learning_curves({k: r["history"] for k, r in results.items()})
     fig.savefig(run_dir / "curves.png", dpi=90)
     plt.close(fig)
@@ -285,6 +321,24 @@ def write_report(
     )
     fig.savefig(run_dir / "gallery.png", dpi=80)
     plt.close(fig)
+    ceiling = single_object_map_ceiling(test_set)
+    (run_dir / "results.json").write_text(
+        json.dumps(
+            {
+                **summary,
+                "map50_ceiling": {"map50": ceiling[0], "ap": ceiling[1]},
+                **({"meta": dict(meta)} if meta else {}),
+            },
+            indent=2,
+        )
+        + "\n",
+        encoding="utf-8",
+    )
+    confusions = "".join(
+        f"### {LABELS.get(kind, kind)}\n\n{confusion_table(res['test']['confusion'], classes)}\n"
+        for kind, res in results.items()
+        if "confusion" in res["test"]
+    )
     steps = cfg.snn.num_steps
     train_cfg = cfg.train
     checks = check_targets(results, steps, cfg.targets)
@@ -327,13 +381,20 @@ with IoU >= 0.5. mAP@0.5: VOC all-point average precision at IoU 0.5 (one detect
 image: predicted box, argmax class, softmax score; every annotated object is a ground truth),
 averaged over classes. Train time: wall clock of training and per-epoch validation.
 
+One prediction per image cannot find the second and third objects of multi-object images:
+a perfect single-object predictor (the selected object of every image, exactly, with its
+class) scores mAP@0.5 = **{_pct(ceiling[0])} %** on this test set, the ceiling to read the
+mAP against.
+
 {targets}{{activity}}## Mean IoU by object size
 
 {size_table(results)}
 ## Average precision per class (VOC all-point, IoU 0.5, %)
 
-{per_class_table(results)}
-## Learning curves
+{per_class_table(results, ceiling)}
+## Confusion matrices (test images, rows: true class of the selected object)
+
+{confusions}## Learning curves
 
 ![learning curves](curves.png)
 

@@ -11,7 +11,7 @@ from spikelib.eval.counting import (
     energy_estimate,
 )
 from spikelib.eval.energy import EnergyReport, energy_per_image, energy_ratio, is_spiking, spike_rates_per_step
-from spikelib.eval.evaluate import evaluate, predict
+from spikelib.eval.evaluate import evaluate, predict, single_object_map_ceiling
 from spikelib.eval.latency import first_good_step, latency_curve, predictions_per_step
 from spikelib.eval.robustness import (
     CORRUPTIONS,
@@ -30,6 +30,7 @@ __all__ = [
     "spike_activity",
     "predict",
     "evaluate",
+    "single_object_map_ceiling",
     "E_MAC_45NM",
     "E_AC_45NM",
     "LayerOps",

@@ -1,4 +1,8 @@
-"""A localizer's predictions over a dataset and their VOC metrics (mIoU, CorLoc, mAP, by size)."""
+"""A localizer's predictions over a dataset and their VOC metrics (mIoU, CorLoc, mAP, by size).
+
+:func:`single_object_map_ceiling` is what the mAP of a one-prediction-per-image model can
+reach at best on a dataset: the bar to read a model's mAP against.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ from spikelib.eval import metrics
 from spikelib.runtime.device import autocast
 from spikelib.runtime.distributed import DistInfo, gather_objects, unwrap
 
-__all__ = ["predict", "evaluate"]
+__all__ = ["predict", "evaluate", "single_object_map_ceiling"]
 
 
 @torch.no_grad()
@@ -90,8 +94,10 @@ def evaluate(
 
     Returns:
         dict: ``miou``, ``corloc`` (share with IoU >= 0.5), ``map50``, ``accuracy`` (class),
-        ``ap`` ({class name: AP}), ``miou_small|medium|large`` and ``count_small|medium|
-        large`` (true box < 10 %, 10-30 %, >= 30 % of the image), ``num_images``.
+        ``ap`` ({class name: AP}), ``confusion`` (list of rows: ``confusion[i][j]`` images
+        of true class ``i`` predicted ``j``, see :func:`metrics.confusion_matrix`),
+        ``miou_small|medium|large`` and ``count_small|medium|large`` (true box < 10 %,
+        10-30 %, >= 30 % of the image), ``num_images``.
     """
     pred = predictions if predictions is not None else predict(model, dataset, batch_size, device, amp, info, progress)
     classes = dataset_classes(dataset)
@@ -107,9 +113,48 @@ def evaluate(
         "map50": map50,
         "accuracy": float((pred["labels"] == pred["true_labels"]).float().mean()),
         "ap": {classes[c]: ap for c, ap in per_class.items()},
+        "confusion": metrics.confusion_matrix(pred["true_labels"], pred["labels"], len(classes)).tolist(),
         "num_images": len(pred["boxes"]),
     }
     for name, bucket in metrics.iou_by_size(pred["boxes"], pred["true_boxes"]).items():
         result[f"miou_{name}"] = bucket.mean_iou
         result[f"count_{name}"] = bucket.count
     return result
+
+
+def single_object_map_ceiling(dataset: Dataset) -> tuple[float, dict[str, float]]:
+    r"""The mAP@0.5 of a perfect single-object predictor on ``dataset``, and its per-class AP.
+
+    The predictor answers every image with its selected object (the target the loader
+    gives: box, class, confidence 1), exactly. Every such detection is a true positive, so
+    class :math:`c`'s precision is 1 up to the recall it reaches and its all-point AP is
+    that recall:
+
+    .. math:: \mathrm{AP}_c = \frac{\#\{\text{images whose selected object is of class } c\}}
+        {\#\{\text{non-difficult objects of class } c\}}
+
+    The objects it leaves out (the second and third objects of multi-object images) cap
+    the mAP of any model that predicts one box per image below 1; the value is computed
+    with the same matching as :func:`evaluate` (VOC all-point, IoU 0.5).
+
+    Args:
+        dataset: items ``(image, {"box", "label", ...})`` and a ``ground_truth(i)`` method
+            (``VOCLocalization``, possibly in ``Subset``/``ConcatDataset``).
+
+    Returns:
+        tuple[float, dict[str, float]]: the mAP and ``{class name: AP}``.
+    """
+    classes = dataset_classes(dataset)
+    truths = [dataset_ground_truth(dataset, i) for i in range(dataset_len(dataset))]
+    detections = []
+    for i in range(dataset_len(dataset)):
+        target = dataset[i][1]
+        detections.append(
+            {
+                "boxes": torch.as_tensor(target["box"], dtype=torch.float32).view(1, 4),
+                "scores": torch.ones(1),
+                "labels": torch.as_tensor(target["label"]).view(1),
+            }
+        )
+    ceiling, per_class = metrics.mean_average_precision(detections, truths, len(classes), 0.5, "all_points")
+    return ceiling, {classes[c]: ap for c, ap in per_class.items()}

@@ -34,16 +34,16 @@ def predictions_per_step(model: SpikingLocalizer, images: Tensor) -> list[Predic
 
     Args:
         model: a :class:`~spikelib.models.localizer.SpikingLocalizer` (anything whose ``record``
-            returns a ``readout_seq``, and a ``head``).
+            returns a ``readout_seq``, and a ``prediction_seq``).
         images (Tensor[B, C, H, W]): a batch.
 
     Returns:
         list[Prediction]: ``T`` predictions, one per step.
     """
-    features = model.record(images).readout_seq  # [T, B, C, H, W]: the head's input after each step
-    if features is None:
+    record = model.record(images)  # its readout_seq [T, B, C, H, W]: the head's input after each step
+    if record.readout_seq is None:
         raise ValueError(f"{type(model).__name__}.record() gave no readout_seq: not a spiking localizer")
-    return [model.head(f) for f in features]
+    return model.prediction_seq(record)
 
 
 @torch.no_grad()

@@ -1,4 +1,4 @@
-r"""Localization and detection metrics: IoU, CorLoc, Pascal VOC average precision.
+r"""Localization and detection metrics: IoU, CorLoc, Pascal VOC average precision, confusion matrix.
 
 Boxes are ``xyxy``: ``(xmin, ymin, xmax, ymax)`` with ``xmax >= xmin`` and ``ymax >= ymin``.
 Coordinates are continuous (normalized to ``[0, 1]`` or in pixels); unlike the VOC devkit,
@@ -475,3 +475,37 @@ def mean_average_precision(
     if not counted:
         raise ValueError("no class has a non-difficult ground truth, so mAP is undefined")
     return sum(counted.values()) / len(counted), counted
+
+
+def confusion_matrix(true_labels: Tensor, pred_labels: Tensor, num_classes: int) -> Tensor:
+    r"""Counts of (true class, predicted class) pairs: ``M[i, j]`` = images of class ``i`` predicted ``j``.
+
+    The diagonal holds the correct answers, so the class accuracy is
+    :math:`\sum_i M_{ii} / \sum_{ij} M_{ij}` and row ``i`` divided by its sum is where the
+    images of class ``i`` go (``sklearn.metrics.confusion_matrix``'s layout).
+
+    Args:
+        true_labels (Tensor[N]): true class indices in ``0 .. num_classes - 1``.
+        pred_labels (Tensor[N]): predicted class indices, same range.
+        num_classes (int): number of classes ``C``.
+
+    Returns:
+        Tensor[C, C]: int64 counts, rows true, columns predicted.
+
+    Raises:
+        ValueError: shapes differ or a label is out of range.
+    """
+    true_labels, pred_labels = torch.as_tensor(true_labels).long(), torch.as_tensor(pred_labels).long()
+    if true_labels.ndim != 1 or true_labels.shape != pred_labels.shape:
+        raise ValueError(
+            f"true_labels and pred_labels must be two Tensors [N] of the same length, "
+            f"got {tuple(true_labels.shape)} and {tuple(pred_labels.shape)}"
+        )
+    for name, labels in (("true_labels", true_labels), ("pred_labels", pred_labels)):
+        if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+            raise ValueError(
+                f"{name} must lie in 0 .. {num_classes - 1} (num_classes={num_classes}), "
+                f"got values {int(labels.min())} .. {int(labels.max())}"
+            )
+    flat = torch.bincount(true_labels * num_classes + pred_labels, minlength=num_classes * num_classes)
+    return flat.view(num_classes, num_classes)

@@ -26,6 +26,7 @@ __all__ = [
     "READOUTS",
     "CODINGS",
     "NORMS",
+    "CLASS_SOURCES",
     "ArchConfig",
     "SpikingConfig",
     "LocalizerConfig",
@@ -46,6 +47,10 @@ READOUTS: tuple[str, ...] = ("mean", "last", "membrane")
 
 #: Normalisation after every convolution (see :class:`ArchConfig` ``norm``).
 NORMS: tuple[str, ...] = ("none", "batch")
+
+
+#: Where the class logits read their evidence (see :class:`ArchConfig` ``class_source``).
+CLASS_SOURCES: tuple[str, ...] = ("decoder", "encoder")
 
 
 _T = TypeVar("_T")
@@ -84,8 +89,12 @@ class ArchConfig(_Table):
     input: 32@64 -> 64@32 -> 128@16 | 64@16 -> 32@32 -> 16@64 (channels@size). The head
     flattens the last decoder map (after an optional average pool to ``head_pool`` x
     ``head_pool``) and maps it through linear layers to ``num_classes`` logits and 4 box
-    outputs. The neuron (LIF or ReLU) and, for the SNN, the input code and ``T`` are not
-    here: see :class:`SpikingConfig`.
+    outputs. With ``class_source="encoder"`` the class logits come instead from the
+    deepest encoder level (``enc{L}``, the widest channels and the largest receptive
+    field), average-pooled to ``class_pool`` x ``class_pool`` and mapped through linear
+    layers of widths ``class_hidden``; the last decoder map then gives only the box. The
+    neuron (LIF or ReLU) and, for the SNN, the input code and ``T`` are not here: see
+    :class:`SpikingConfig`.
 
     Attributes:
         in_channels (int): 1 (grayscale) or 3 (RGB).
@@ -109,6 +118,15 @@ class ArchConfig(_Table):
             batch together, tdBN-like, see :mod:`spikelib.snn.layers`). Convolutions lose their
             bias with BN (its shift replaces it).
         box_param (str): one of :data:`BOX_PARAMS`.
+        class_source (str): one of :data:`CLASS_SOURCES`. "decoder" (the paper's): one
+            head on the last decoder map gives the class and the box. "encoder": the box
+            from the last decoder map, the class from the deepest encoder level
+            (:meth:`class_features`).
+        class_pool (int): ``class_source="encoder"`` only: average-pool ``enc{L}`` to
+            this size (1: global average pooling) before the class layers; it must divide
+            that level's map size.
+        class_hidden (tuple[int, ...]): ``class_source="encoder"`` only: widths of the
+            hidden ReLU layers of the class layers (empty: one linear layer).
     """
 
     in_channels: int = 1
@@ -123,6 +141,9 @@ class ArchConfig(_Table):
     head_hidden: tuple[int, ...] = (256,)
     norm: str = "none"
     box_param: str = "cxcywh"
+    class_source: str = "decoder"
+    class_pool: int = 1
+    class_hidden: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("in_channels", "image_size", "num_classes"):
@@ -156,6 +177,15 @@ class ArchConfig(_Table):
             )
         check_choice("norm", self.norm, NORMS)
         check_choice("box_param", self.box_param, BOX_PARAMS)
+        check_choice("class_source", self.class_source, CLASS_SOURCES)
+        object.__setattr__(self, "class_hidden", check_int_tuple("class_hidden", self.class_hidden, allow_empty=True))
+        deepest = self.image_size // 2 ** (levels - 1)
+        check_number("class_pool", self.class_pool, 1, deepest, integer=True)
+        if deepest % self.class_pool:
+            raise ValueError(
+                f"class_pool must divide the deepest encoder map's size {deepest} (image_size={self.image_size}, "
+                f"{levels} levels), got {self.class_pool!r}"
+            )
 
     @property
     def levels(self) -> int:
@@ -182,6 +212,11 @@ class ArchConfig(_Table):
         channels, size, _ = self.feature_shapes()[f"dec{self.levels}"]
         side = self.head_pool or size
         return channels * side * side
+
+    def class_features(self) -> int:
+        """Number of inputs of the class layers when ``class_source="encoder"``: ``enc{L}``'s
+        channels times ``class_pool`` squared."""
+        return self.encoder_channels[-1] * self.class_pool**2
 
 
 @dataclass(frozen=True)

@@ -115,35 +115,80 @@ class _Resample(nn.Module):
 
 
 class LocalizationHead(nn.Module):
-    """Linear layers from the last decoder map to class logits and a decoded box.
+    r"""Linear layers from the last decoder map to a decoded box and class logits.
+
+    With ``class_source="decoder"`` (the paper's) one MLP on the pooled last decoder map
+    gives both. With ``class_source="encoder"`` that MLP gives only the box, and a second
+    one (``classifier``) gives the logits from the deepest encoder level,
+    average-pooled to ``class_pool`` x ``class_pool``:
+
+    .. math::
+
+        \hat b = \mathrm{decode}(\mathrm{MLP}_{\mathrm{box}}(\mathrm{pool}(F_{\mathrm{dec}L}))), \qquad
+        z = \mathrm{MLP}_{\mathrm{cls}}(\mathrm{pool}(F_{\mathrm{enc}L}))
+
+    where :math:`F` is what the model reads from a layer (the SNN: its spike rate, see
+    :meth:`SpikingLocalizer.readout_features`; the ANN: its ReLU map).
 
     Args:
-        config (ArchConfig): ``head_pool``, ``head_hidden``, ``num_classes`` and
-            ``box_param`` are used.
+        config (ArchConfig): ``head_pool``, ``head_hidden``, ``num_classes``,
+            ``box_param``, ``class_source``, ``class_pool`` and ``class_hidden`` are used.
 
     Shapes:
-        ``features`` (Tensor[B, C, H, W]) -> :class:`Prediction`.
+        ``features`` (Tensor[B, C_dec, H, W]), ``class_features`` (Tensor[B, C_enc, h, w],
+        ``class_source="encoder"`` only) -> :class:`Prediction`.
     """
 
     def __init__(self, config: ArchConfig) -> None:
         super().__init__()
         self.pool_size, self.num_classes, self.box_param = config.head_pool, config.num_classes, config.box_param
-        widths = (config.head_features(), *config.head_hidden)
-        layers: list[nn.Module] = []
-        for width_in, width_out in zip(widths[:-1], widths[1:]):
-            layers += [nn.Linear(width_in, width_out), nn.ReLU()]
-        layers.append(nn.Linear(widths[-1], config.num_classes + 4))
-        self.mlp = nn.Sequential(*layers)
+        self.class_source, self.class_pool = config.class_source, config.class_pool
+        own_classes = config.num_classes if config.class_source == "decoder" else 0
+        self.mlp = _mlp((config.head_features(), *config.head_hidden), own_classes + 4)
+        self.classifier = (
+            _mlp((config.class_features(), *config.class_hidden), config.num_classes)
+            if config.class_source == "encoder"
+            else None
+        )
 
     def raw(self, features: Tensor) -> Tensor:
-        """``features [B, C, H, W] -> [B, num_classes + 4]``, before box decoding."""
+        """``features [B, C, H, W] -> [B, num_classes + 4]`` (``[B, 4]`` with
+        ``class_source="encoder"``): the MLP on the last decoder map, before box decoding."""
         if self.pool_size:
             features = F.adaptive_avg_pool2d(features, self.pool_size)
         return self.mlp(features.flatten(1))
 
-    def forward(self, features: Tensor) -> Prediction:
+    def class_logits(self, class_features: Tensor) -> Tensor:
+        """``class_features [B, C_enc, h, w] -> logits [B, num_classes]`` (``class_source="encoder"``).
+
+        Raises:
+            ValueError: the head reads its classes from the decoder.
+        """
+        if self.classifier is None:
+            raise ValueError("this head reads its classes from the last decoder map (class_source='decoder')")
+        return self.classifier(F.adaptive_avg_pool2d(class_features, self.class_pool).flatten(1))
+
+    def forward(self, features: Tensor, class_features: Tensor | None = None) -> Prediction:
         raw = self.raw(features)
-        return Prediction(raw[:, : self.num_classes], decode_boxes(raw[:, self.num_classes :], self.box_param))
+        if self.classifier is None:
+            if class_features is not None:
+                raise ValueError("class_source='decoder': the head reads its classes from features, not class_features")
+            return Prediction(raw[:, : self.num_classes], decode_boxes(raw[:, self.num_classes :], self.box_param))
+        if class_features is None:
+            raise ValueError(
+                "class_source='encoder': pass class_features, what the model reads from the deepest "
+                "encoder level (e.g. SpikingLocalizer.class_readout of its spikes)"
+            )
+        return Prediction(self.class_logits(class_features), decode_boxes(raw, self.box_param))
+
+
+def _mlp(widths: tuple[int, ...], num_outputs: int) -> nn.Sequential:
+    """Linear + ReLU through ``widths``, then a linear layer to ``num_outputs``."""
+    layers: list[nn.Module] = []
+    for width_in, width_out in zip(widths[:-1], widths[1:]):
+        layers += [nn.Linear(width_in, width_out), nn.ReLU()]
+    layers.append(nn.Linear(widths[-1], num_outputs))
+    return nn.Sequential(*layers)
 
 
 def _check_images(images: Tensor, config: ArchConfig) -> None:
@@ -232,11 +277,16 @@ class LocalizerRecord(NamedTuple):
         readout_seq (Tensor[T, B, C, H, W] or None): SNN only: what the head would read
             if the network stopped after each step (detached;
             :meth:`SpikingLocalizer.readout_seq`); its last step gives ``prediction``.
+        class_readout_seq (Tensor[T, B, C, h, w] or None): SNN with ``class_source="encoder"``
+            only: the same for the deepest encoder level, what the class layers would read
+            (:meth:`SpikingLocalizer.class_readout_seq`). :meth:`SpikingLocalizer.prediction_seq`
+            turns both into one prediction per step.
     """
 
     outputs: dict[str, Tensor]
     prediction: Prediction
     readout_seq: Tensor | None = None
+    class_readout_seq: Tensor | None = None
 
 
 class SpikingLocalizer(_Pyramid):
@@ -252,7 +302,9 @@ class SpikingLocalizer(_Pyramid):
     where :math:`X_l[t]` is the layer's input at step :math:`t`: the coded image for
     ``enc1``, the max-pooled spikes of the level above in the encoder, and in the decoder
     the upsampled spikes of the level below plus the encoder spikes of the same level
-    (skip). The head reads the last decoder layer, ``readout="mean"``:
+    (skip). The head reads the last decoder layer (and, with ``class_source="encoder"``,
+    the class layers read the deepest encoder layer ``encL`` the same way, see
+    :meth:`class_readout`), ``readout="mean"``:
     :math:`\mathrm{head}(\frac1T \sum_t S_{\mathrm{dec}L}[t])`, ``readout="last"``:
     :math:`\mathrm{head}(S_{\mathrm{dec}L}[T-1])`.
     ``readout="membrane"``: :math:`\mathrm{head}(\frac1T \sum_t M[t])` with
@@ -351,6 +403,38 @@ class SpikingLocalizer(_Pyramid):
             raise ValueError("readout='membrane' reads the last layer's input current: pass cur_seq")
         return leaky_integrate_seq(cur_seq, self.config.beta).mean(0)
 
+    def class_readout(self, spk_seq: Tensor) -> Tensor:
+        r"""What the class layers see (``class_source="encoder"``): ``[T, B, C, h, w] -> [B, C, h, w]``.
+
+        The deepest encoder level's spikes read as the head reads the last layer:
+        :math:`S[T-1]` for ``readout="last"``, else the spike rate
+        :math:`\frac1T\sum_t S[t]` (also for "membrane", which concerns the last layer only).
+        """
+        return spk_seq[-1] if self.config.readout == "last" else spk_seq.mean(0)
+
+    def class_readout_seq(self, spk_seq: Tensor) -> Tensor:
+        """:meth:`class_readout` if the run stopped after each step: ``[T, B, C, h, w]``."""
+        if self.config.readout == "last":
+            return spk_seq
+        counts = torch.arange(1, spk_seq.shape[0] + 1, dtype=spk_seq.dtype, device=spk_seq.device)
+        return spk_seq.cumsum(0) / counts.view(-1, *([1] * (spk_seq.ndim - 1)))
+
+    def prediction_seq(self, record: LocalizerRecord) -> list[Prediction]:
+        """What the model would predict if the run stopped after each step: ``T`` predictions
+        of a :meth:`record` (its ``readout_seq`` and ``class_readout_seq`` through the head)."""
+        if record.readout_seq is None:
+            raise ValueError("record has no readout_seq: pass the output of SpikingLocalizer.record")
+        if record.class_readout_seq is None:
+            return [self.head(features) for features in record.readout_seq]
+        return [self.head(f, c) for f, c in zip(record.readout_seq, record.class_readout_seq)]
+
+    def _head(self, spk_seqs: Sequence[Tensor], cur_seq: Tensor | None) -> Prediction:
+        """The head on every layer's spikes ``[T, B, ...]`` (and the last layer's current)."""
+        features = self.readout_features(spk_seqs[-1], cur_seq)
+        if self.config.class_source == "decoder":
+            return self.head(features)
+        return self.head(features, self.class_readout(spk_seqs[self.config.levels - 1]))
+
     def readout_seq(self, spk_seq: Tensor, cur_seq: Tensor | None = None) -> Tensor:
         r"""What the head would read if the run stopped after each step: ``[T, B, C, H, W]``.
 
@@ -397,9 +481,12 @@ class SpikingLocalizer(_Pyramid):
         """
         spk_seqs, cur_seq = self._run_whole(images, skip)
         outputs = dict(zip(self.config.layer_names(), spk_seqs))
+        class_seq = None
         with torch.no_grad():
             readout_seq = self.readout_seq(spk_seqs[-1], cur_seq)
-        return LocalizerRecord(outputs, self.head(self.readout_features(spk_seqs[-1], cur_seq)), readout_seq)
+            if self.config.class_source == "encoder":
+                class_seq = self.class_readout_seq(spk_seqs[self.config.levels - 1])
+        return LocalizerRecord(outputs, self._head(spk_seqs, cur_seq), readout_seq, class_seq)
 
     # -- chunk by chunk (training and evaluation) -----------------------------------
     def runs_chunked(self) -> bool:
@@ -411,8 +498,10 @@ class SpikingLocalizer(_Pyramid):
     def _chunk(
         self, x_chunk: Tensor, states: tuple[LIFState | None, ...], arena: SavedArena
     ) -> tuple[Tensor, tuple[LIFState | None, ...]]:
-        """One chunk ``[t, B, ...]`` through every layer from ``states``: the last layer's
-        spikes ``[t, B, ...]`` and every layer's state after the chunk."""
+        """One chunk ``[t, B, ...]`` through every layer from ``states``: what the head reads
+        (the last layer's spikes ``[t, B, C, H, W]``; with ``class_source="encoder"`` flattened
+        to ``[t, B, C*H*W]`` and followed by the deepest encoder layer's, see :meth:`forward`)
+        and every layer's state after the chunk."""
         new_states = list(states)
 
         def apply(i: int, layer: nn.Module, x_seq: Tensor) -> Tensor:
@@ -421,7 +510,10 @@ class SpikingLocalizer(_Pyramid):
             return spk_seq
 
         spk_seqs = self._pyramid(x_chunk, apply, arena=arena)
-        return spk_seqs[-1], tuple(new_states)
+        if self.config.class_source == "decoder":
+            return spk_seqs[-1], tuple(new_states)
+        deepest = spk_seqs[self.config.levels - 1]
+        return torch.cat([spk_seqs[-1].flatten(2), deepest.flatten(2)], dim=2), tuple(new_states)
 
     def forward(self, images: Tensor) -> Prediction:
         """``images [B, C, H, W] -> Prediction(logits [B, num_classes], boxes [B, 4])``.
@@ -431,10 +523,15 @@ class SpikingLocalizer(_Pyramid):
         """
         if self.chunk_size is None or not self.runs_chunked():
             spk_seqs, cur_seq = self._run_whole(images, None)
-            return self.head(self.readout_features(spk_seqs[-1], cur_seq))
+            return self._head(spk_seqs, cur_seq)
         states: tuple[LIFState | None, ...] = (None,) * (2 * self.config.levels)
         features = run_chunked(self._chunk, self.encode(images), states, self.chunk_size, reduce=self.config.readout)
-        return self.head(features)
+        if self.config.class_source == "decoder":
+            return self.head(features)
+        shapes = self.config.feature_shapes()
+        last, deepest = shapes[f"dec{self.config.levels}"], shapes[f"enc{self.config.levels}"]
+        split = last[0] * last[1] * last[2]
+        return self.head(features[:, :split].view(-1, *last), features[:, split:].view(-1, *deepest))
 
     # -- one step at a time (online rules) ------------------------------------------
     def step(
@@ -495,7 +592,8 @@ class AnnLocalizer(_Pyramid):
         """Run on a batch and keep every layer's activations ``[B, C, H, W]`` (see SNN)."""
         _check_images(images, self.config)
         maps = self._pyramid(images, lambda i, layer, x: layer(x), skip)
-        return LocalizerRecord(dict(zip(self.config.layer_names(), maps)), self.head(maps[-1]))
+        deepest = maps[self.config.levels - 1] if self.config.class_source == "encoder" else None
+        return LocalizerRecord(dict(zip(self.config.layer_names(), maps)), self.head(maps[-1], deepest))
 
     def forward(self, images: Tensor) -> Prediction:
         """``images [B, C, H, W] -> Prediction(logits [B, num_classes], boxes [B, 4])``."""

@@ -98,7 +98,7 @@ def run_one_image(model: SpikingLocalizer, image: Tensor, seed: int = 0) -> Imag
         record = model.record(images)
     if record.readout_seq is None:
         raise ValueError(f"{type(model).__name__}.record() gave no readout_seq: not a spiking localizer")
-    steps = [model.head(features) for features in record.readout_seq]  # T x Prediction for a batch of one
+    steps = model.prediction_seq(record)  # T x Prediction for a batch of one
     return ImageRun(
         x_seq=x_seq[:, 0].float(),
         outputs={name: spk_seq[:, 0].to(torch.uint8) for name, spk_seq in record.outputs.items()},
