@@ -376,3 +376,19 @@ def test_the_head_keeps_live_units_after_50_decolle_batches(head_lr):
         batch = slice(8 * (step % 4), 8 * (step % 4) + 8)
         rule.train_step(model, images[batch], {k: v[batch] for k, v in targets.items()}, update)
     assert _live_hidden_units(model, images) > 0.25
+
+
+def test_the_heads_own_optimizer_survives_a_resume():
+    torch.manual_seed(0)
+    model, (images, targets) = build_localizer(_config()), _rectangles(4)
+    rule = DECOLLE(head_lr=1e-3)
+    rule.train_step(model, images, targets, OptimizerUpdater(torch.optim.SGD(model.parameters(), lr=0.0)))
+    saved = rule.state_dict()
+    assert set(saved) == {"head_optimizer"} and saved["head_optimizer"]["state"]
+    resumed = DECOLLE(head_lr=1e-3)
+    resumed.load_state_dict(saved)
+    optimizer = resumed.head_optimizer_for(model)
+    step = optimizer.state_dict()["state"][0]["step"]
+    assert float(step) == float(saved["head_optimizer"]["state"][0]["step"]) == 1.0
+    with pytest.raises(ValueError, match="head_lr"):
+        DECOLLE().head_optimizer_for(model)

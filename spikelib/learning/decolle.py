@@ -174,6 +174,7 @@ class DECOLLE:
             check_number("head_lr", head_lr, 0.0, low_open=True)
         self.head_lr = head_lr
         self.head_optimizer: torch.optim.Optimizer | None = None
+        self.head_optimizer_state: dict[str, Any] | None = None
         self.loss_kwargs = check_loss_kwargs(loss_kwargs)
         self.readouts = nn.ModuleDict()
         self._built_for: tuple | None = None
@@ -216,9 +217,14 @@ class DECOLLE:
 
     def head_optimizer_for(self, model: SpikingLocalizer) -> torch.optim.Optimizer:
         """The head's own Adam (``head_lr``), built for ``model``'s head at first use."""
+        if self.head_lr is None:
+            raise ValueError("the head has its own optimizer only with head_lr set; got head_lr=None")
         params = list(model.head.parameters())
         if self.head_optimizer is None or self.head_optimizer.param_groups[0]["params"] != params:
             self.head_optimizer = torch.optim.Adam(params, lr=self.head_lr)
+            if self.head_optimizer_state is not None:  # resumed: continue the saved moments
+                self.head_optimizer.load_state_dict(self.head_optimizer_state)
+                self.head_optimizer_state = None
         return self.head_optimizer
 
     def layer_input(self, spk: Tensor, mem: Tensor, threshold: float) -> Tensor:
@@ -344,16 +350,18 @@ class DECOLLE:
         return info
 
     def state_dict(self) -> dict[str, Any]:
-        """Nothing to keep: the readouts' fixed random weights are drawn from ``seed``.
+        """The head's own optimizer state (with ``head_lr``, once built); nothing else.
 
-        :meth:`readouts_for` rebuilds them from a generator seeded with ``seed`` (never the
-        global random state), so a resumed run that builds the rule with the same options
-        gets the same readouts bit for bit.
+        The readouts' fixed random weights are not saved: :meth:`readouts_for` rebuilds them
+        from a generator seeded with ``seed`` (never the global random state), so a resumed
+        run that builds the rule with the same options gets the same readouts bit for bit.
         """
-        return {}
+        return {} if self.head_optimizer is None else {"head_optimizer": self.head_optimizer.state_dict()}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Nothing to restore (see :meth:`state_dict`)."""
+        """Restore the head's optimizer state (applied when :meth:`head_optimizer_for` builds it)."""
+        self.head_optimizer_state = state.get("head_optimizer")
+        self.head_optimizer = None
 
     @torch.no_grad()
     def layer_predictions(self, model: SpikingLocalizer, images: Tensor) -> dict[str, Prediction]:
