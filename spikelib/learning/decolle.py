@@ -43,6 +43,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
 
 from spikelib.checks import check_choice, check_number
@@ -345,6 +346,11 @@ class DECOLLE:
             update.step()
         else:
             optimizer = self.head_optimizer_for(model)
+            if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+                for param in model.head.parameters():  # the trainer averages only what its optimizer steps
+                    if param.grad is not None:
+                        dist.all_reduce(param.grad)
+                        param.grad /= dist.get_world_size()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
         return info
