@@ -15,7 +15,14 @@ from torchvision.ops import box_iou
 
 from spikelib.learning.base import LearningRule, TrainingDiverged
 from spikelib.learning.bptt import BPTT
-from spikelib.learning.decolle import DECOLLE, InputTraces, RandomReadout, rate_ceiling_penalty, rate_floor_penalty
+from spikelib.learning.decolle import (
+    DECOLLE,
+    InputTraces,
+    MomentReadout,
+    RandomReadout,
+    rate_ceiling_penalty,
+    rate_floor_penalty,
+)
 from spikelib.learning.losses import localization_loss
 from spikelib.learning.rules import make_rule
 from spikelib.models.config import preset
@@ -392,3 +399,15 @@ def test_the_heads_own_optimizer_survives_a_resume():
     assert float(step) == float(saved["head_optimizer"]["state"][0]["step"]) == 1.0
     with pytest.raises(ValueError, match="head_lr"):
         DECOLLE().head_optimizer_for(model)
+
+
+def test_moment_readout_reads_the_box_of_a_uniform_active_region():
+    readout = MomentReadout((2, 32, 32), num_classes=6, sharpness=50.0)
+    act = torch.zeros(1, 2, 32, 32)
+    act[0, :, 4:20, 8:30] = 1.0  # rows 4..19, columns 8..29
+    prediction = readout(act)
+    torch.testing.assert_close(prediction.boxes * 32, torch.tensor([[8.0, 4.0, 30.0, 20.0]]), atol=0.1, rtol=0)
+    assert prediction.logits.shape == (1, 6) and list(readout.parameters()) == []
+    rule = DECOLLE(readout="moments")
+    model = build_localizer(_config())
+    assert all(isinstance(r, MomentReadout) for r in rule.readouts_for(model).values())
