@@ -46,7 +46,7 @@ def _status_kib(field: str) -> int:
     raise RuntimeError(f"/proc/self/status has no {field}")
 
 
-def worker(rule_name: str, num_steps: int, batch_size: int, threads: int) -> dict:
+def worker(rule_name: str, num_steps: int, batch_size: int, threads: int, coding: str = "direct") -> dict:
     """One measurement, in this (fresh) process."""
     import torch
 
@@ -57,7 +57,7 @@ def worker(rule_name: str, num_steps: int, batch_size: int, threads: int) -> dic
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    config = LocalizerConfig(num_steps=num_steps)
+    config = LocalizerConfig(num_steps=num_steps, coding=coding)
     model = build_localizer(config)
     rule = make_rule(rule_name)
     update = OptimizerUpdater(torch.optim.Adam(model.parameters(), lr=1e-3))
@@ -81,6 +81,7 @@ def worker(rule_name: str, num_steps: int, batch_size: int, threads: int) -> dic
         "rule": rule_name,
         "num_steps": num_steps,
         "batch_size": batch_size,
+        "coding": coding,
         "peak_mib": peak / 1024,
         "before_mib": before / 1024,
         "step_mib": (peak - before) / 1024,
@@ -93,16 +94,19 @@ def main() -> None:
     parser.add_argument("--num-steps", type=int, nargs="+", default=[4, 8, 16, 32])
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run (default 1)")
+    parser.add_argument("--coding", default="direct", help="input code: direct (default), rate or latency")
+    parser.add_argument("--rules", nargs="+", default=list(RULES), choices=RULES)
+    parser.add_argument("--json", help="also write the results to this JSON file")
     parser.add_argument("--worker", nargs=2, metavar=("RULE", "T"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         rule_name, num_steps = args.worker[0], int(args.worker[1])
-        print(json.dumps(worker(rule_name, num_steps, args.batch_size, args.threads)))
+        print(json.dumps(worker(rule_name, num_steps, args.batch_size, args.threads, args.coding)))
         return
     if not Path("/proc/self/clear_refs").exists():
         sys.exit("bench_memory.py needs Linux (/proc/self/clear_refs, VmHWM)")
     results: dict[tuple[str, int], dict] = {}
-    for rule_name in RULES:
+    for rule_name in args.rules:
         for num_steps in args.num_steps:
             command = [
                 sys.executable,
@@ -114,6 +118,8 @@ def main() -> None:
                 str(args.batch_size),
                 "--threads",
                 str(args.threads),
+                "--coding",
+                args.coding,
             ]
             done = subprocess.run(command, capture_output=True, text=True, check=False)
             if done.returncode != 0:
@@ -124,9 +130,13 @@ def main() -> None:
                 file=sys.stderr,
                 flush=True,
             )
+    if args.json:
+        Path(args.json).write_text(json.dumps([*results.values()], indent=1))
+    if set(args.rules) != set(RULES):
+        return
     first = args.num_steps[0]
     print(
-        f"\nOne training step of the default SpikingLocalizer (64x64, batch {args.batch_size}, "
+        f"\nOne training step of the default SpikingLocalizer (64x64, {args.coding} code, batch {args.batch_size}, "
         f"{args.threads} thread(s)); peak RSS of a step, and that peak minus the RSS just before the step"
     )
     print(

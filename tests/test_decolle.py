@@ -15,7 +15,14 @@ from torchvision.ops import box_iou
 
 from spikelib.learning.base import LearningRule, TrainingDiverged
 from spikelib.learning.bptt import BPTT
-from spikelib.learning.decolle import DECOLLE, RandomReadout, rate_floor_penalty
+from spikelib.learning.decolle import (
+    DECOLLE,
+    InputTraces,
+    MomentReadout,
+    RandomReadout,
+    rate_ceiling_penalty,
+    rate_floor_penalty,
+)
 from spikelib.learning.losses import localization_loss
 from spikelib.learning.rules import make_rule
 from spikelib.models.config import preset
@@ -115,9 +122,9 @@ def test_decolle_detaches_the_state_between_steps(monkeypatch):
     seen: list = []
     original = model.step
 
-    def spy(x, states=None, detach_inputs=False):
+    def spy(x, states=None, detach_inputs=False, current_fn=None):
         seen.append((states, detach_inputs))
-        return original(x, states, detach_inputs)
+        return original(x, states, detach_inputs, current_fn)
 
     monkeypatch.setattr(model, "step", spy)
     DECOLLE().train_step(model, images, targets, OptimizerUpdater(torch.optim.SGD(model.parameters(), lr=0.0)))
@@ -246,11 +253,10 @@ def test_misuse_raises_clear_errors():
         DECOLLE().train_step(build_ann_twin(_config()), images, targets, OptimizerUpdater(optimizer))
     with pytest.raises(ValueError, match="burn_in"):
         DECOLLE(burn_in=4).train_step(model, images, targets, OptimizerUpdater(optimizer))
-    membrane = build_localizer(_config(readout="membrane"))
-    with pytest.raises(ValueError, match="readout='membrane'"):
-        DECOLLE().train_step(
-            membrane, images, targets, OptimizerUpdater(torch.optim.SGD(membrane.parameters(), lr=0.1))
-        )
+    with pytest.raises(ValueError, match="readout_input"):
+        DECOLLE(readout_input="membrane")
+    with pytest.raises(ValueError, match="rate_ceiling"):
+        DECOLLE(rate_floor=0.3, rate_ceiling=0.2)
     with pytest.raises(ValueError, match="readout_scale"):
         DECOLLE(readout_scale=0)
     with pytest.raises(ValueError, match="rate_floor"):
@@ -273,14 +279,16 @@ def test_rules_meet_the_trainer_protocol():
     assert isinstance(BPTT(), LearningRule) and isinstance(DECOLLE(), LearningRule)
     assert (BPTT.through_forward, DECOLLE.through_forward) == (True, False)
     assert BPTT().updates_per_batch(model) == 1
-    assert DECOLLE().updates_per_batch(model) == 4
-    assert DECOLLE(burn_in=1).updates_per_batch(model) == 3
-    assert DECOLLE(burn_in=1, online=False).updates_per_batch(model) == 1
+    assert DECOLLE().updates_per_batch(model) == 4 + 1  # T local updates, one of the head
+    assert DECOLLE(burn_in=1).updates_per_batch(model) == 3 + 1
+    assert DECOLLE(burn_in=1, online=False).updates_per_batch(model) == 1 + 1
+    assert DECOLLE(head_steps=0).updates_per_batch(model) == 4
+    assert DECOLLE(head_lr=1e-3).updates_per_batch(model) == 4  # the head's own optimizer
     with pytest.raises(TypeError, match="SpikingLocalizer"):
         DECOLLE().updates_per_batch(build_ann_twin(_config()))
 
 
-@pytest.mark.parametrize("online, updates", [(True, 3), (False, 1)])
+@pytest.mark.parametrize("online, updates", [(True, 4), (False, 2)])
 def test_decolle_updates_as_often_as_it_announces(online, updates):
     torch.manual_seed(0)
     model, (images, targets) = build_localizer(_config()), _rectangles(4)
@@ -301,3 +309,105 @@ def test_decolle_readouts_survive_a_resume_without_state():
         assert torch.equal(readout.weight, again.readouts_for(model)[name].weight), name
     other = DECOLLE(seed=4).readouts_for(model)
     assert not torch.equal(other["enc1"].weight, first.readouts["enc1"].weight)
+
+
+def test_rate_ceiling_penalty_acts_only_above_the_ceiling():
+    mem = torch.tensor([[0.2, 3.0, 1.5, 0.5]], requires_grad=True)
+    busy = torch.tensor([[0.0, 1.0, 1.0, 0.0]])  # rate 0.5
+    penalty = rate_ceiling_penalty(busy, mem, threshold=1.0, ceiling=0.25)
+    assert float(penalty.detach()) == pytest.approx((0.0 + 2.0 + 0.5 + 0.0) / 4)
+    penalty.backward()
+    torch.testing.assert_close(mem.grad, torch.tensor([[0.0, 0.25, 0.25, 0.0]]))  # descent lowers U
+    assert float(rate_ceiling_penalty(busy, mem, threshold=1.0, ceiling=0.5)) == 0.0
+
+
+def test_input_trace_keeps_the_value_and_takes_the_gradient_of_the_trace():
+    """I = W * X[t] in the forward pass; dI/dW = the filtered input E[t] = beta E[t-1] + X[t]."""
+    torch.manual_seed(0)
+    block = build_localizer(_config()).encoder[0]
+    xs = [torch.rand(2, 1, 16, 16) for _ in range(3)]
+    traces = InputTraces(decay=0.5)
+    for t, x in enumerate(xs):
+        block.zero_grad()
+        cur = traces(0, block, x)
+        torch.testing.assert_close(cur, block.current(x))  # the value of this step's input
+        weights = torch.randn_like(cur)
+        (cur * weights).sum().backward()
+        got = block.conv.weight.grad.clone()
+        trace = sum(0.5 ** (t - k) * xs[k] for k in range(t + 1))
+        block.zero_grad()
+        (block.current(trace) * weights).sum().backward()  # block.current is linear in its input (no BN here)
+        torch.testing.assert_close(got, block.conv.weight.grad)
+
+
+def test_readouts_read_the_sigmoid_of_the_membrane_by_default():
+    torch.manual_seed(0)
+    mem, spk = torch.randn(2, 3), torch.zeros(2, 3)
+    torch.testing.assert_close(DECOLLE().layer_input(spk, mem, 1.0), torch.sigmoid(mem - 1.0))
+    assert torch.equal(DECOLLE(readout_input="spikes").layer_input(spk, mem, 1.0), spk)
+
+
+def test_the_head_is_fit_on_frozen_layers():
+    """The head phase changes the head only, and leaves every layer trainable afterwards."""
+    torch.manual_seed(0)
+    model, (images, targets) = build_localizer(_config()), _rectangles(8)
+    rule = DECOLLE()
+    layers_before = [p.detach().clone() for name, p in model.named_parameters() if not name.startswith("head.")]
+    head_before = [p.detach().clone() for p in model.head.parameters()]
+    rule.fit_head(model, images, targets, OptimizerUpdater(torch.optim.SGD(model.parameters(), lr=0.1)))
+    after = [p for name, p in model.named_parameters() if not name.startswith("head.")]
+    assert all(torch.equal(a, b) for a, b in zip(after, layers_before))
+    assert any(not torch.equal(a, b) for a, b in zip(model.head.parameters(), head_before))
+    assert all(p.requires_grad for p in model.parameters()) and model.training
+
+
+def _live_hidden_units(model, images) -> float:
+    """Share of the head's hidden ReLU units active on at least one image."""
+    head = model.head
+    with torch.no_grad():
+        features = model.record(images).outputs[model.config.layer_names()[-1]].mean(0)
+        pooled = torch.nn.functional.adaptive_avg_pool2d(features, head.pool_size) if head.pool_size else features
+        hidden = head.mlp[1](head.mlp[0](pooled.flatten(1)))
+    return float((hidden > 0).any(0).float().mean())
+
+
+@pytest.mark.parametrize("head_lr", [None, 3e-4])
+def test_the_head_keeps_live_units_after_50_decolle_batches(head_lr):
+    torch.manual_seed(0)
+    model = build_localizer(_config(image_size=SHORT_SIZE))
+    images, targets = _rectangles(32, size=SHORT_SIZE)
+    rule = DECOLLE(head_lr=head_lr)
+    update = OptimizerUpdater(torch.optim.Adam(model.parameters(), lr=3e-3))
+    assert _live_hidden_units(model, images) > 0.5
+    for step in range(50):
+        batch = slice(8 * (step % 4), 8 * (step % 4) + 8)
+        rule.train_step(model, images[batch], {k: v[batch] for k, v in targets.items()}, update)
+    assert _live_hidden_units(model, images) > 0.25
+
+
+def test_the_heads_own_optimizer_survives_a_resume():
+    torch.manual_seed(0)
+    model, (images, targets) = build_localizer(_config()), _rectangles(4)
+    rule = DECOLLE(head_lr=1e-3)
+    rule.train_step(model, images, targets, OptimizerUpdater(torch.optim.SGD(model.parameters(), lr=0.0)))
+    saved = rule.state_dict()
+    assert set(saved) == {"head_optimizer"} and saved["head_optimizer"]["state"]
+    resumed = DECOLLE(head_lr=1e-3)
+    resumed.load_state_dict(saved)
+    optimizer = resumed.head_optimizer_for(model)
+    step = optimizer.state_dict()["state"][0]["step"]
+    assert float(step) == float(saved["head_optimizer"]["state"][0]["step"]) == 1.0
+    with pytest.raises(ValueError, match="head_lr"):
+        DECOLLE().head_optimizer_for(model)
+
+
+def test_moment_readout_reads_the_box_of_a_uniform_active_region():
+    readout = MomentReadout((2, 32, 32), num_classes=6, sharpness=50.0)
+    act = torch.zeros(1, 2, 32, 32)
+    act[0, :, 4:20, 8:30] = 1.0  # rows 4..19, columns 8..29
+    prediction = readout(act)
+    torch.testing.assert_close(prediction.boxes * 32, torch.tensor([[8.0, 4.0, 30.0, 20.0]]), atol=0.1, rtol=0)
+    assert prediction.logits.shape == (1, 6) and list(readout.parameters()) == []
+    rule = DECOLLE(readout="moments")
+    model = build_localizer(_config())
+    assert all(isinstance(r, MomentReadout) for r in rule.readouts_for(model).values())

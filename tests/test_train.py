@@ -334,7 +334,7 @@ def test_autocast_covers_the_forward_pass_only(synth_root, monkeypatch):
 
 
 def test_the_schedule_steps_once_per_decolle_update_and_follows_lr_factor(synth_root):
-    """DECOLLE online with T = 4, burn-in 1: 3 updates per batch, each one step of the schedule."""
+    """DECOLLE online, T = 4, burn-in 1: 3 local updates + 1 of the head per batch, each a step of the schedule."""
     train, _ = _datasets(synth_root)
     torch.manual_seed(0)
     model = build_localizer(preset("tiny", num_steps=4, image_size=SIZE, head_pool=4))
@@ -344,7 +344,7 @@ def test_the_schedule_steps_once_per_decolle_update_and_follows_lr_factor(synth_
     lrs = []
     optimizer.register_step_pre_hook(lambda opt, args, kwargs: lrs.append(opt.param_groups[0]["lr"]))
     history = fit(model, rule, train, None, cfg, optimizer=optimizer, progress=False)
-    total = 2 * 5 * 3  # epochs x batches x updates per batch
+    total = 2 * 5 * (3 + 1)  # epochs x batches x updates per batch (local ones and the head's)
     assert len(lrs) == total
     assert lrs == pytest.approx([cfg.lr * lr_factor(step, total, cfg.schedule, cfg.warmup) for step in range(total)])
     assert history[-1]["lr"] == pytest.approx(cfg.lr * lr_factor(total, total, cfg.schedule, cfg.warmup))

@@ -2,7 +2,7 @@
 
 from spikelib.learning.base import LearningRule, LocalizationTargets, TrainingDiverged, Updater, check_finite_loss
 from spikelib.learning.bptt import BPTT, ClassifierBPTT, check_loss_kwargs, spike_count
-from spikelib.learning.decolle import DECOLLE, RandomReadout, rate_floor_penalty
+from spikelib.learning.decolle import DECOLLE, InputTraces, RandomReadout, rate_ceiling_penalty, rate_floor_penalty
 from spikelib.learning.losses import BOX_LOSSES, box_regression_loss, localization_loss
 from spikelib.learning.rules import RULES, make_rule
 
@@ -21,6 +21,8 @@ __all__ = [
     "check_loss_kwargs",
     "RandomReadout",
     "rate_floor_penalty",
+    "rate_ceiling_penalty",
+    "InputTraces",
     "DECOLLE",
     "RULES",
     "make_rule",

@@ -535,7 +535,11 @@ class SpikingLocalizer(_Pyramid):
 
     # -- one step at a time (online rules) ------------------------------------------
     def step(
-        self, x: Tensor, states: Sequence[LIFState | None] | None = None, detach_inputs: bool = False
+        self,
+        x: Tensor,
+        states: Sequence[LIFState | None] | None = None,
+        detach_inputs: bool = False,
+        current_fn: Callable[[int, SpikingConvBlock, Tensor], Tensor] | None = None,
     ) -> tuple[list[Tensor], list[LIFState]]:
         """Advance every layer by one time step.
 
@@ -547,6 +551,9 @@ class SpikingLocalizer(_Pyramid):
             detach_inputs (bool): cut the graph at every layer's input, so that the
                 gradient of anything computed from layer ``l``'s spikes reaches only
                 layer ``l``'s weights (DECOLLE).
+            current_fn (callable, optional): ``(layer index, block, input) -> current``
+                in place of ``block.current(input)`` (DECOLLE's input eligibility trace,
+                :class:`spikelib.learning.decolle.InputTraces`).
 
         Returns:
             tuple[list[Tensor[B, C_l, H_l, W_l]], list[LIFState]]: each layer's spikes
@@ -560,7 +567,8 @@ class SpikingLocalizer(_Pyramid):
 
         def apply(i: int, layer: nn.Module, inp: Tensor) -> Tensor:
             block = _spiking_block(layer)
-            cur = block.current(inp.detach() if detach_inputs else inp)  # conv (-> BN)
+            inp = inp.detach() if detach_inputs else inp
+            cur = block.current(inp) if current_fn is None else current_fn(i, block, inp)  # conv (-> BN)
             # a one-step sequence through the fused LIF: same result as lif_step, fewer tensors kept
             spk_seq, new_states[i] = lif_seq_fused(cur[None], block.lif.params, block.lif.spike_fn, states[i])
             return spk_seq[0]
