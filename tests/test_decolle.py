@@ -411,3 +411,16 @@ def test_moment_readout_reads_the_box_of_a_uniform_active_region():
     rule = DECOLLE(readout="moments")
     model = build_localizer(_config())
     assert all(isinstance(r, MomentReadout) for r in rule.readouts_for(model).values())
+
+
+def test_the_head_phase_trains_an_encoder_class_branch_too():
+    """With the class read from the deepest encoder level, the head phase fits the classifier as well."""
+    torch.manual_seed(0)
+    model, (images, targets) = build_localizer(_config(class_source="encoder")), _rectangles(8)
+    classifier_before = [p.detach().clone() for p in model.head.classifier.parameters()]
+    layers_before = [p.detach().clone() for name, p in model.named_parameters() if not name.startswith("head.")]
+    info = DECOLLE().train_step(model, images, targets, OptimizerUpdater(torch.optim.SGD(model.parameters(), lr=0.1)))
+    assert math.isfinite(info["class_loss"])
+    assert any(not torch.equal(a, b) for a, b in zip(model.head.classifier.parameters(), classifier_before))
+    after = [p for name, p in model.named_parameters() if not name.startswith("head.")]
+    assert any(not torch.equal(a, b) for a, b in zip(after, layers_before))  # the local phase still learns
