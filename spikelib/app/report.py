@@ -42,7 +42,7 @@ __all__ = [
 LABELS = {"snn": "SNN", "ann": "ANN twin"}
 
 
-def _pct(value: float) -> str:
+def _pct(value: float | None) -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.1f}"
 
 
