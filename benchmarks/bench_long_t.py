@@ -24,14 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-RULES = ("bptt", "decolle")
-
-
-def _status_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"/proc/self/status has no {field}")
+from bench_memory import RULES, status_kib  # the sibling script: same rules, same /proc reading
 
 
 def worker(rule_name: str, num_steps: int, batches: int, batch_size: int, seed: int) -> dict:
@@ -76,7 +69,7 @@ def worker(rule_name: str, num_steps: int, batches: int, batch_size: int, seed: 
     start = time.process_time()
     train_one_epoch(model, rule, stream, optimizer, progress=False)
     cpu = time.process_time() - start
-    peak = _status_kib("VmHWM")
+    peak = status_kib("VmHWM")
     model.eval()
     with torch.no_grad():
         miou = mean_iou(model(images).boxes, boxes)

@@ -39,7 +39,7 @@ from pathlib import Path
 RULES = ("bptt", "decolle")
 
 
-def _status_kib(field: str) -> int:
+def status_kib(field: str) -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(field + ":"):
             return int(line.split()[1])
@@ -72,11 +72,11 @@ def worker(rule_name: str, num_steps: int, batch_size: int, threads: int, coding
     gc.collect()
     ctypes.CDLL(None).malloc_trim(0)  # give freed heap pages back, so the step must take its own
     Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
-    before = _status_kib("VmRSS")
+    before = status_kib("VmRSS")
     start = time.perf_counter()
     rule.train_step(model, images, targets, update)
     seconds = time.perf_counter() - start
-    peak = _status_kib("VmHWM")
+    peak = status_kib("VmHWM")
     return {
         "rule": rule_name,
         "num_steps": num_steps,
