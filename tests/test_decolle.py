@@ -178,9 +178,10 @@ def test_rate_floor_revives_a_silent_layer():
     assert biases[0.05] > -20.0 + 0.1  # the floor pushes its membrane up
 
 
-def test_decolle_reports_head_and_local_losses():
+@pytest.mark.parametrize("encoder_depth", [1, 2])
+def test_decolle_reports_head_and_local_losses(encoder_depth):
     torch.manual_seed(0)
-    model, (images, targets) = build_localizer(_config()), _rectangles(8)
+    model, (images, targets) = build_localizer(_config(encoder_depth=encoder_depth)), _rectangles(8)
     info = DECOLLE(burn_in=1).train_step(
         model, images, targets, OptimizerUpdater(torch.optim.Adam(model.parameters(), 1e-3))
     )
@@ -197,6 +198,8 @@ def test_decolle_reports_head_and_local_losses():
         assert key in info and math.isfinite(info[key]), key
     local = sum(info[f"local_loss_{name}"] for name in model.config.layer_names())
     assert info["local_loss"] == pytest.approx(local)
+    if encoder_depth == 2:  # the inner layer of a level has its own readout and loss
+        assert math.isfinite(info["local_loss_enc1_1"])
 
 
 @pytest.mark.parametrize("rule_name", ["bptt", "decolle"])

@@ -48,8 +48,9 @@ def test_default_config_is_the_barchid_2021_topology():
     assert model.config.surrogate_slope == 25.0
 
 
-def test_record_gives_every_layer_as_t_b_c_h_w_matching_the_config():
-    config = _tiny(num_steps=5)
+@pytest.mark.parametrize("encoder_depth", [1, 2])
+def test_record_gives_every_layer_as_t_b_c_h_w_matching_the_config(encoder_depth):
+    config = _tiny(num_steps=5, encoder_depth=encoder_depth)
     record = build_localizer(config).record(_images(config))
     assert list(record.outputs) == list(config.layer_names())
     for name, (channels, height, width) in config.feature_shapes().items():
@@ -92,8 +93,9 @@ def test_decoding_is_hand_worked():
     torch.testing.assert_close(decode_boxes(logit, "xyxy"), torch.tensor([[0.2, 0.1, 0.8, 0.4]]))
 
 
-def test_step_by_step_gives_the_same_spikes_as_the_whole_sequence():
-    config = _tiny(num_steps=6)
+@pytest.mark.parametrize("encoder_depth", [1, 2])
+def test_step_by_step_gives_the_same_spikes_as_the_whole_sequence(encoder_depth):
+    config = _tiny(num_steps=6, encoder_depth=encoder_depth)
     model, images = build_localizer(config), _images(config)
     with torch.no_grad():
         whole = model.record(images).outputs
@@ -202,6 +204,9 @@ def test_config_round_trips_and_rejects_unknown_keys():
         ({"box_param": "xywh"}, "box_param"),
         ({"surrogate": "sigmoidal"}, "sigmoidal"),
         ({"head_pool": 7}, "head_pool"),
+        ({"encoder_depth": 0}, "encoder_depth"),
+        ({"encoder_depth": 5}, "encoder_depth"),
+        ({"encoder_depth": 1.5}, "encoder_depth"),
     ],
 )
 def test_configurations_that_do_not_fit_raise_naming_the_parameter(changes, parameter):
@@ -514,9 +519,9 @@ def test_class_pool_must_divide_the_deepest_map():
         _tiny(class_source="bottleneck")
 
 
-@pytest.mark.parametrize("chunk_size", [1, 3])
-def test_class_source_encoder_chunked_forward_equals_the_whole_sequence(chunk_size):
-    config = _tiny(class_source="encoder", num_steps=4, init_gain=2.0)
+@pytest.mark.parametrize(("chunk_size", "encoder_depth"), [(1, 1), (3, 1), (2, 2)])
+def test_class_source_encoder_chunked_forward_equals_the_whole_sequence(chunk_size, encoder_depth):
+    config = _tiny(class_source="encoder", num_steps=4, init_gain=2.0, encoder_depth=encoder_depth)
     torch.manual_seed(0)
     model, images = build_localizer(config), _images(config)
     whole = SpikingLocalizer(config, chunk_size=None)
@@ -558,3 +563,37 @@ def test_ann_twin_with_class_source_encoder_reads_its_deepest_relu_map():
     record = twin.record(images)
     torch.testing.assert_close(record.prediction.logits, twin.head.class_logits(record.outputs["enc3"]))
     assert sum(p.numel() for p in twin.parameters()) == sum(p.numel() for p in build_localizer(config).parameters())
+
+
+def test_encoder_depth_stacks_layers_within_a_level_and_the_level_output_keeps_its_name():
+    config = _tiny(encoder_depth=2)
+    levels = config.levels
+    names = config.layer_names()
+    assert len(names) == 3 * levels and config.encoder_layers == 2 * levels
+    assert names[:4] == ("enc1_1", "enc1", "enc2_1", "enc2") and names[-levels:] == tuple(
+        f"dec{j + 1}" for j in range(levels)
+    )
+    shapes = config.feature_shapes()
+    for level in range(1, levels + 1):
+        assert shapes[f"enc{level}_1"] == shapes[f"enc{level}"] == _tiny().feature_shapes()[f"enc{level}"]
+    model = build_localizer(config)
+    inner = model.encoder[1]  # enc1: enc1_1's channels in, the same channels out
+    assert inner.conv.in_channels == inner.conv.out_channels == config.encoder_channels[0]
+    assert model.encoder[2].conv.in_channels == config.encoder_channels[0]  # enc2_1 after the pool
+    twin = build_ann_twin(config)
+    assert sum(p.numel() for p in twin.parameters()) == sum(p.numel() for p in model.parameters())
+    assert sum(p.numel() for p in model.parameters()) > sum(p.numel() for p in build_localizer(_tiny()).parameters())
+
+
+def test_with_encoder_depth_the_skips_and_the_class_layers_read_each_level_s_last_layer():
+    config = _tiny(encoder_depth=2, class_source="encoder", num_steps=3)
+    torch.manual_seed(0)
+    twin, images = build_ann_twin(config), _images(config)
+    twin.eval()
+    with torch.no_grad():
+        record = twin.record(images)
+        maps = record.outputs
+        torch.testing.assert_close(record.prediction.logits, twin.head.class_logits(maps[f"enc{config.levels}"]))
+        # decoder level 2 reads the upsampled dec1 plus enc{L-1}, the output of that level
+        expected = twin.decoder[1](twin.upsample(maps["dec1"]) + maps[f"enc{config.levels - 1}"])
+    torch.testing.assert_close(maps["dec2"], expected)

@@ -212,9 +212,9 @@ def _check_images(images: Tensor, config: ArchConfig) -> None:
 class _Pyramid(nn.Module):
     """The encoder-decoder topology, shared by the spiking model and its ANN twin.
 
-    Holds the layers (``encoder``, ``decoder``: one block per level, built by ``block``),
-    the pooling and upsampling between levels and the head. Runs on ``[B, ...]`` and,
-    layer by layer, on whole sequences ``[T, B, ...]``.
+    Holds the layers (``encoder``: ``encoder_depth`` blocks per level, ``decoder``: one per
+    level, all built by ``block``), the pooling and upsampling between levels and the head.
+    Runs on ``[B, ...]`` and, layer by layer, on whole sequences ``[T, B, ...]``.
     """
 
     config: ArchConfig
@@ -231,8 +231,9 @@ class _Pyramid(nn.Module):
         self.config = config
         encoder, channels = [], config.in_channels
         for width, kernel in zip(config.encoder_channels, config.encoder_kernels):
-            encoder.append(block(channels, width, kernel))
-            channels = width
+            for _ in range(config.encoder_depth):
+                encoder.append(block(channels, width, kernel))
+                channels = width
         decoder = []
         for width, kernel in zip(config.decoder_channels, config.decoder_kernels):
             decoder.append(block(channels, width, kernel))
@@ -253,16 +254,17 @@ class _Pyramid(nn.Module):
         pooling and upsampling keep their spike inputs for backward, see :class:`_Resample`)."""
         skip = self.config.skip if skip is None else skip
         outputs: list[Tensor] = []
-        levels = self.config.levels
+        depth, first_decoder = self.config.encoder_depth, self.config.encoder_layers
         for i, layer in enumerate(self.encoder):
-            x = apply(i, layer, x if i == 0 else self.pool(x, arena))
+            pool = i > 0 and i % depth == 0  # the first layer of every level but the top one
+            x = apply(i, layer, self.pool(x, arena) if pool else x)
             outputs.append(x)
         for j, layer in enumerate(self.decoder):
             if j > 0:
                 x = self.upsample(x, arena)
-                if skip:
-                    x = x + outputs[levels - 1 - j]
-            x = apply(levels + j, layer, x)
+                if skip:  # the output of encoder level L - j: its last layer
+                    x = x + outputs[(self.config.levels - j) * depth - 1]
+            x = apply(first_decoder + j, layer, x)
             outputs.append(x)
         return outputs
 
@@ -433,7 +435,7 @@ class SpikingLocalizer(_Pyramid):
         features = self.readout_features(spk_seqs[-1], cur_seq)
         if self.config.class_source == "decoder":
             return self.head(features)
-        return self.head(features, self.class_readout(spk_seqs[self.config.levels - 1]))
+        return self.head(features, self.class_readout(spk_seqs[self.config.encoder_layers - 1]))
 
     def readout_seq(self, spk_seq: Tensor, cur_seq: Tensor | None = None) -> Tensor:
         r"""What the head would read if the run stopped after each step: ``[T, B, C, H, W]``.
@@ -457,7 +459,7 @@ class SpikingLocalizer(_Pyramid):
     # -- whole sequence, every layer kept ------------------------------------------
     def _run_whole(self, images: Tensor, skip: bool | None) -> tuple[list[Tensor], Tensor | None]:
         """Every layer's spikes ``[T, B, ...]`` and, for readout "membrane", the last layer's current."""
-        last = 2 * self.config.levels - 1
+        last = len(self.encoder) + len(self.decoder) - 1
         cur_last: list[Tensor] = []
 
         def apply(i: int, layer: nn.Module, x_seq: Tensor) -> Tensor:
@@ -485,7 +487,7 @@ class SpikingLocalizer(_Pyramid):
         with torch.no_grad():
             readout_seq = self.readout_seq(spk_seqs[-1], cur_seq)
             if self.config.class_source == "encoder":
-                class_seq = self.class_readout_seq(spk_seqs[self.config.levels - 1])
+                class_seq = self.class_readout_seq(spk_seqs[self.config.encoder_layers - 1])
         return LocalizerRecord(outputs, self._head(spk_seqs, cur_seq), readout_seq, class_seq)
 
     # -- chunk by chunk (training and evaluation) -----------------------------------
@@ -512,7 +514,7 @@ class SpikingLocalizer(_Pyramid):
         spk_seqs = self._pyramid(x_chunk, apply, arena=arena)
         if self.config.class_source == "decoder":
             return spk_seqs[-1], tuple(new_states)
-        deepest = spk_seqs[self.config.levels - 1]
+        deepest = spk_seqs[self.config.encoder_layers - 1]
         return torch.cat([spk_seqs[-1].flatten(2), deepest.flatten(2)], dim=2), tuple(new_states)
 
     def forward(self, images: Tensor) -> Prediction:
@@ -524,7 +526,7 @@ class SpikingLocalizer(_Pyramid):
         if self.chunk_size is None or not self.runs_chunked():
             spk_seqs, cur_seq = self._run_whole(images, None)
             return self._head(spk_seqs, cur_seq)
-        states: tuple[LIFState | None, ...] = (None,) * (2 * self.config.levels)
+        states: tuple[LIFState | None, ...] = (None,) * (len(self.encoder) + len(self.decoder))
         features = run_chunked(self._chunk, self.encode(images), states, self.chunk_size, reduce=self.config.readout)
         if self.config.class_source == "decoder":
             return self.head(features)
@@ -600,7 +602,7 @@ class AnnLocalizer(_Pyramid):
         """Run on a batch and keep every layer's activations ``[B, C, H, W]`` (see SNN)."""
         _check_images(images, self.config)
         maps = self._pyramid(images, lambda i, layer, x: layer(x), skip)
-        deepest = maps[self.config.levels - 1] if self.config.class_source == "encoder" else None
+        deepest = maps[self.config.encoder_layers - 1] if self.config.class_source == "encoder" else None
         return LocalizerRecord(dict(zip(self.config.layer_names(), maps)), self.head(maps[-1], deepest))
 
     def forward(self, images: Tensor) -> Prediction:
