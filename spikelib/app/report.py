@@ -359,12 +359,13 @@ def write_report(
             f"{meta['load_end']:.1f} at the end (other processes share the machine when it is above "
             f"the thread count).\n"
         )
+    depth_text = f" ({cfg.model.encoder_depth} conv layers per level)" if cfg.model.encoder_depth > 1 else ""
     text = f"""# Run `{cfg.name}`
 
 - Data: train {", ".join(f"`{s}`" for s in cfg.data.train)}, validation {val_text}, test
   {", ".join(f"`{s}`" for s in cfg.data.test)} ({summary[shown]["test"]["num_images"]} images); policy
   `{cfg.data.policy}`, {cfg.data.image_size}x{cfg.data.image_size} {"grayscale" if cfg.data.grayscale else "RGB"}.
-- Models: {cfg.model.levels}-level pyramid, encoder channels {list(cfg.model.encoder_channels)}{f' ({cfg.model.encoder_depth} conv layers per level)' if cfg.model.encoder_depth > 1 else ''}, decoder
+- Models: {cfg.model.levels}-level pyramid, encoder channels {list(cfg.model.encoder_channels)}{depth_text}, decoder
   {list(cfg.model.decoder_channels)}; SNN with T = {steps}, `{cfg.snn.coding}` coding, `{cfg.snn.readout}`
   readout, beta = {cfg.snn.beta}, threshold = {cfg.snn.threshold}, `{cfg.snn.surrogate}` surrogate of
   slope {cfg.snn.surrogate_slope:g}, normalisation `{cfg.model.norm}`, rule `{train_cfg.rule}`; the ANN twin
