@@ -88,8 +88,8 @@ def _output_texts(cell: dict) -> list[tuple[dict, str]]:
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_outputs_are_clean(path):
-    """What a reader sees on GitHub: no machine paths, no frozen progress bars, no stray reprs,
-    no words from the kitchen, and each figure once."""
+    """What a reader sees on GitHub: no machine paths, no frozen progress bars, no warnings on
+    stderr, no stray reprs, no words from the kitchen, and each figure once."""
     images = []
     for index, cell in enumerate(_load(path)["cells"]):
         where = f"{path.name}, cell {index}"
@@ -98,6 +98,8 @@ def test_notebook_outputs_are_clean(path):
         for output, text in _output_texts(cell):
             assert not ABSOLUTE_PATH.search(text), f"{where}: an absolute path in the output: {text[:200]!r}"
             assert not PROGRESS_BAR.search(text), f"{where}: a progress bar in the output: {text[:200]!r}"
+            is_stderr = output.get("output_type") == "stream" and output.get("name") == "stderr"
+            assert not is_stderr, f"{where}: a warning on stderr was saved (e.g. matplotlib's findfont): {text[:200]!r}"
             match = INTERNAL_WORDS.search(text)
             assert not match, f"{where}: internal word {match[0]!r} in the output"
             data = output.get("data", {})
