@@ -37,6 +37,15 @@ def test_ceiling_is_the_share_of_each_class_objects_that_are_selected(test_set):
     assert 0 < ceiling < 1  # some images hold more than one object
 
 
+def test_ground_truth_names_the_target_and_the_ceiling_ignores_augmentation(test_set, synth_root, synth_config):
+    for i in range(0, len(test_set), 97):
+        truth, (_, target) = dataset_ground_truth(test_set, i), test_set[i]
+        torch.testing.assert_close(truth["boxes"][truth["selected"]], target["box"])
+        assert int(truth["labels"][truth["selected"]]) == int(target["label"])
+    augmented = VOCLocalization(synth_root, synth_config.name, "test", policy="largest", image_size=32, augment=True)
+    assert single_object_map_ceiling(augmented) == single_object_map_ceiling(test_set)
+
+
 class _Oracle(nn.Module):
     """Answers every image of a (non-augmented) set with its target box and a fixed class."""
 

@@ -450,7 +450,8 @@ class VOCLocalization(Dataset):
 
         Returns:
             ``{"boxes": float32[N, 4]`` normalized xyxy, ``"labels": int64[N]``,
-            ``"difficult": bool[N]``, ``"image_id": str}`` (unaugmented).
+            ``"difficult": bool[N]``, ``"image_id": str``, ``"selected": int}`` (unaugmented;
+            ``selected``: which of the N objects :meth:`__getitem__` returns as the target).
         """
         ann = self.annotations[index]
         size = torch.tensor([ann.width, ann.height, ann.width, ann.height], dtype=torch.float32)
@@ -460,6 +461,7 @@ class VOCLocalization(Dataset):
             "labels": torch.tensor([self.classes.index(o.name) for o in ann.objects], dtype=torch.int64),
             "difficult": torch.tensor([o.difficult for o in ann.objects], dtype=torch.bool),
             "image_id": ann.image_id,
+            "selected": self._object_index[index],
         }
 
     def __repr__(self) -> str:

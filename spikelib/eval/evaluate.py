@@ -138,7 +138,7 @@ def single_object_map_ceiling(dataset: Dataset) -> tuple[float, dict[str, float]
     with the same matching as :func:`evaluate` (VOC all-point, IoU 0.5).
 
     Args:
-        dataset: items ``(image, {"box", "label", ...})`` and a ``ground_truth(i)`` method
+        dataset: a dataset whose ``ground_truth(i)`` names the selected object
             (``VOCLocalization``, possibly in ``Subset``/``ConcatDataset``).
 
     Returns:
@@ -146,15 +146,13 @@ def single_object_map_ceiling(dataset: Dataset) -> tuple[float, dict[str, float]
     """
     classes = dataset_classes(dataset)
     truths = [dataset_ground_truth(dataset, i) for i in range(dataset_len(dataset))]
-    detections = []
-    for i in range(dataset_len(dataset)):
-        target = dataset[i][1]
-        detections.append(
-            {
-                "boxes": torch.as_tensor(target["box"], dtype=torch.float32).view(1, 4),
-                "scores": torch.ones(1),
-                "labels": torch.as_tensor(target["label"]).view(1),
-            }
-        )
+    detections = [  # read from the annotations: no image is decoded, no augmentation applies
+        {
+            "boxes": truth["boxes"][truth["selected"]].view(1, 4),
+            "scores": torch.ones(1),
+            "labels": truth["labels"][truth["selected"]].view(1),
+        }
+        for truth in truths
+    ]
     ceiling, per_class = metrics.mean_average_precision(detections, truths, len(classes), 0.5, "all_points")
     return ceiling, {classes[c]: ap for c, ap in per_class.items()}
