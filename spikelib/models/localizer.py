@@ -418,8 +418,7 @@ class SpikingLocalizer(_Pyramid):
         """:meth:`class_readout` if the run stopped after each step: ``[T, B, C, h, w]``."""
         if self.config.readout == "last":
             return spk_seq
-        counts = torch.arange(1, spk_seq.shape[0] + 1, dtype=spk_seq.dtype, device=spk_seq.device)
-        return spk_seq.cumsum(0) / counts.view(-1, *([1] * (spk_seq.ndim - 1)))
+        return _running_mean(spk_seq)
 
     def prediction_seq(self, record: LocalizerRecord) -> list[Prediction]:
         """What the model would predict if the run stopped after each step: ``T`` predictions
@@ -453,8 +452,7 @@ class SpikingLocalizer(_Pyramid):
             if cur_seq is None:
                 raise ValueError("readout='membrane' reads the last layer's input current: pass cur_seq")
             spk_seq = leaky_integrate_seq(cur_seq, self.config.beta)
-        counts = torch.arange(1, spk_seq.shape[0] + 1, dtype=spk_seq.dtype, device=spk_seq.device)
-        return spk_seq.cumsum(0) / counts.view(-1, *([1] * (spk_seq.ndim - 1)))
+        return _running_mean(spk_seq)
 
     # -- whole sequence, every layer kept ------------------------------------------
     def _run_whole(self, images: Tensor, skip: bool | None) -> tuple[list[Tensor], Tensor | None]:
@@ -608,6 +606,12 @@ class AnnLocalizer(_Pyramid):
     def forward(self, images: Tensor) -> Prediction:
         """``images [B, C, H, W] -> Prediction(logits [B, num_classes], boxes [B, 4])``."""
         return self.record(images).prediction
+
+
+def _running_mean(x_seq: Tensor) -> Tensor:
+    r"""``[T, ...] -> [T, ...]``: entry :math:`t` is :math:`\frac{1}{t+1}\sum_{t' \le t} x[t']`."""
+    counts = torch.arange(1, x_seq.shape[0] + 1, dtype=x_seq.dtype, device=x_seq.device)
+    return x_seq.cumsum(0) / counts.view(-1, *([1] * (x_seq.ndim - 1)))
 
 
 def _spiking_block(layer: nn.Module) -> SpikingConvBlock:
