@@ -21,7 +21,7 @@ TORCH_INDEX ?=
 # Running as root (containers, CI) needs --allow-root for JupyterLab.
 LAB_ROOT_FLAG := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
 
-.PHONY: install lab test test-browser test-unit test-notebooks lint typecheck run-notebooks bench clean train student grade
+.PHONY: install lab test test-browser test-unit test-notebooks lint typecheck run-notebooks bench clean train student grade checkpoints
 
 install: $(VENV)/.installed
 
@@ -78,6 +78,13 @@ clean:
 # Re-run every notebook top to bottom from a fresh kernel and save its outputs (commit them).
 run-notebooks: install
 	$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=1200 notebooks/*.ipynb
+
+# The course checkpoints (checkpoints/*.pt): the notebooks that train run with TRAIN_FROM_SCRATCH = True
+# in a throwaway runs folder, and what they trained replaces the shipped files. CHECKPOINTS="05_pyramid_encoder_decoder"
+# makes one only.
+CHECKPOINTS ?=
+checkpoints: install
+	$(PY) tools/checkpoints.py $(CHECKPOINTS)
 
 # The main job (README "Main job"): generate the data if missing, train the spiking localizer
 # and its ANN twin, evaluate both on the held-out test split, write runs/$(TRAIN_CONFIG)/report.md

@@ -52,7 +52,7 @@ from spikelib.app.compare_table import (
     write_study,
 )
 from spikelib.app.config import RunConfig
-from spikelib.app.job import default_runs_dir, load_trained, prepare_runtime, run_data, train_variant
+from spikelib.app.job import build_model, default_runs_dir, load_trained, prepare_runtime, run_data, train_variant
 from spikelib.checks import check_choice, check_int_tuple, check_number
 from spikelib.data.datasets import dataset_len
 from spikelib.eval.energy import energy_per_image, spike_rates_per_step
@@ -73,6 +73,7 @@ __all__ = [
     "study_variants",
     "variant_from_name",
     "variant_config",
+    "build_study_model",
     "load_study_model",
     "predictions_per_step",
     "latency_curve",
@@ -156,6 +157,10 @@ class StudyConfig:
             raise ValueError(f"unknown StudyConfig key(s) {unknown}; allowed: {sorted(known)}")
         return cls(**values)
 
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values (tuples as lists), as :meth:`from_dict` takes them."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
 
 class Variant(NamedTuple):
     """One model of the study: its folder name, kind ("snn"/"ann") and what it is built from.
@@ -210,6 +215,12 @@ def variant_config(cfg: RunConfig, variant: Variant) -> RunConfig:
     if not isinstance(variant.model, LocalizerConfig):
         return cfg
     return dataclasses.replace(cfg, snn=variant.model.spiking)
+
+
+def build_study_model(cfg: RunConfig, name: str) -> nn.Module:
+    """The untrained model of a study variant (``"ann"``, ``"snn-T4-direct"``), built as the study builds it."""
+    variant = variant_from_name(cfg.model_config("snn"), name)
+    return build_model(variant.kind, variant_config(cfg, variant))
 
 
 def load_study_model(cfg: RunConfig, name: str, runs_dir: str | Path | None = None) -> nn.Module:
@@ -493,7 +504,7 @@ def run_study(
         robustness_seconds = time.perf_counter() - robust_start
         say(f"  robustness done ({time.perf_counter() - start:.0f} s in all)")
     return {
-        "study": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(study).items()},
+        "study": study.to_dict(),
         "run_config": cfg.to_dict(),
         "reference": reference,
         "num_train_images": dataset_len(train_set),

@@ -32,7 +32,7 @@ from __future__ import annotations
 import os
 import random
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -99,12 +99,13 @@ def restore_rng_state(state: Mapping[str, Any]) -> None:
     random.setstate((version, tuple(internal), gauss))
 
 
-def save_checkpoint(path: str | Path, checkpoint: Mapping[str, Any]) -> Path:
+def save_checkpoint(path: str | Path, checkpoint: Mapping[str, Any], required: Sequence[str] = REQUIRED_KEYS) -> Path:
     """Write ``checkpoint`` to ``path`` atomically (temporary file, then ``os.replace``).
 
     Args:
         path: target file; its folder is created if needed.
         checkpoint: the dict described in the module docstring.
+        required: the keys it must have (another format, e.g. a course checkpoint, names its own).
 
     Returns:
         Path: ``path``.
@@ -112,7 +113,7 @@ def save_checkpoint(path: str | Path, checkpoint: Mapping[str, Any]) -> Path:
     Raises:
         CheckpointError: a required key is missing.
     """
-    missing = [k for k in REQUIRED_KEYS if k not in checkpoint]
+    missing = [k for k in required if k not in checkpoint]
     if missing:
         raise CheckpointError(f"a checkpoint needs the keys {missing} as well (it has {sorted(checkpoint)})")
     path = Path(path)
