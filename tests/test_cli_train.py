@@ -18,9 +18,11 @@ import torch
 
 from spikelib.app.cli import main
 from spikelib.app.config import ConfigError, RunConfig, Targets, load_config
-from spikelib.app.job import load_trained
+from spikelib.app.job import build_model, build_rule, load_trained
 from spikelib.app.report import check_targets
 from spikelib.data.synth import SynthConfig, write_synthetic_voc
+from spikelib.training.trainer import train_one_epoch
+from spikelib.training.update import build_optimizer
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = SynthConfig(name="CLIDATA", num_train=48, num_val=12, num_test=16, image_size=64, seed=1)
@@ -123,11 +125,42 @@ def history_of(run_dir: Path) -> list[dict]:
 # ----------------------------------------------------------------------------- configs
 
 
-@pytest.mark.parametrize("name", ["synthetic-cpu", "voc-gpu"])
+SHIPPED_CONFIGS = sorted(path.stem for path in (REPO / "configs").glob("*.toml"))
+
+
+def test_every_config_is_tested():
+    assert {"synthetic-cpu", "synthetic-decolle", "voc-gpu"} <= set(SHIPPED_CONFIGS)
+
+
+@pytest.mark.parametrize("name", SHIPPED_CONFIGS)
 def test_the_shipped_configs_load(name):
     cfg = load_config(REPO / "configs" / f"{name}.toml")
-    assert cfg.name == name and cfg.models == ("snn", "ann")
+    assert cfg.name == name and set(cfg.models) <= {"snn", "ann"} and cfg.models
     assert cfg.snn.num_steps <= 8
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", SHIPPED_CONFIGS)
+def test_every_model_of_a_shipped_config_trains_one_batch(name, one_thread):
+    """Each model of the config, with its learning rule and optimizer settings, takes one step on a
+    batch of two images of the config's size and channels (no data needed: VOC is not here)."""
+    cfg = load_config(REPO / "configs" / f"{name}.toml")
+    channels, size = (1 if cfg.data.grayscale else 3), cfg.data.image_size
+    images = torch.rand(2, channels, size, size, generator=torch.Generator().manual_seed(0))
+    targets = {
+        "box": torch.tensor([[0.1, 0.2, 0.6, 0.7], [0.3, 0.3, 0.9, 0.8]]),
+        "label": torch.tensor([0, cfg.model.num_classes - 1]),
+        "index": torch.tensor([0, 1]),
+    }
+    for kind in cfg.models:
+        torch.manual_seed(0)
+        model = build_model(kind, cfg)
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        optimizer = build_optimizer(model, cfg.train_config(kind))
+        stats = train_one_epoch(model, build_rule(kind, cfg), [(images, targets)], optimizer, progress=False)
+        assert math.isfinite(stats["train_loss"]), (name, kind, stats)
+        changed = [k for k, v in model.state_dict().items() if v.is_floating_point() and not torch.equal(v, before[k])]
+        assert changed, f"{name}: the {kind} did not change in one step"
 
 
 def test_voc_gpu_trains_on_07_and_12_trainval_and_tests_on_07_test():
