@@ -1,42 +1,72 @@
 """Student versions and offline marking of the course's graded exercises, with nbgrader.
 
-    python tools/labs.py student [--out student]          (make student)
-    python tools/labs.py grade SUBMISSIONS [--out DIR]    (make grade SUBMISSIONS=...)
+    python tools/labs.py student [--out student] [--labs lab00 lab03]                 (make student)
+    python tools/labs.py grade SUBMISSIONS [--out build/grades] [--labs lab02] [--jobs N]
+                         [--timeout S] [--submission-timeout S] [--feedback]           (make grade)
 
-The notebooks in ``notebooks/`` are the instructor versions: solutions in, executed. This
-script copies them into an nbgrader course directory (``build/course`` by default, or
-``$LABS_COURSE_DIR``) as the assignment ``labs`` and runs nbgrader there:
+Each instructor notebook ``notebooks/NN_name.ipynb`` is its own nbgrader assignment ``labNN``.
 
-- ``student``: ``nbgrader generate_assignment labs`` removes the solution regions and hidden
-  tests and clears the outputs; the student versions are copied to ``--out``.
-- ``grade``: each ``SUBMISSIONS/<student_id>/<notebook>.ipynb`` is copied to
-  ``submitted/<student_id>/labs/``, ``nbgrader autograde labs`` executes and marks it, and
-  the marks are written to ``grades.csv`` (one row per student: each notebook's score and the
-  total) and ``grades_by_exercise.csv`` (one row per student and exercise), in ``--out``.
-  ``--feedback`` also writes nbgrader's HTML feedback (``feedback/<student_id>/labs/``).
+- ``student``: copies the chosen labs into ``source/labNN/`` of the course directory
+  (``build/course``, or ``$LABS_COURSE_DIR``), runs ``nbgrader generate_assignment`` there
+  (solutions and hidden tests removed, outputs cleared) and copies the student versions to
+  ``--out``. nbgrader's own commands work on that course directory afterwards.
+- ``grade``: marks every ``SUBMISSIONS/<student_id>/NN_name.ipynb`` (matched to its lab by file
+  name). Each (student, lab) is marked by its own ``nbgrader autograde labNN --student ID`` in a
+  course directory of its own (``--out``/work/<student>/<lab>/: a copy of that lab's source,
+  release and gradebook, made once per lab in ``--out``/templates/), so ``--jobs`` of them run
+  side by side without sharing a gradebook. A cell may run ``--timeout`` seconds (default: the
+  300 of ``nbgrader_config.py``) before it is interrupted, a whole submission
+  ``--submission-timeout`` before its processes are killed. Each mark is kept in
+  ``--out``/results/<student>/<lab>.json; ``grades.csv`` (a row per student and lab, with
+  ``status`` ok / warning / failed and the ``reason``) and ``grades_by_exercise.csv`` are
+  rewritten from all results there, so a later batch adds to or replaces rows, never drops them.
+  A faulty submission (not a notebook, truncated, killing or hanging its kernel, edited or
+  deleted check cells) gets a row saying so and the rest are still marked.
 
-Configuration: ``nbgrader_config.py`` at the repository root.
+Exit status of ``grade``: 0 when at least one submission was marked (faulty ones are listed in
+the summary), 1 when none could be marked, 2 on bad usage. Configuration: ``nbgrader_config.py``.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
-ASSIGNMENT = "labs"
+TOOLS = REPO / "tools"
+SUBMISSION_TIMEOUT = 1800  # seconds for one submission, all cells together, before its processes are killed
+MAGIC = {b"\x89PNG": "PNG image", b"\xff\xd8\xff": "JPEG image", b"%PDF": "PDF", b"PK\x03\x04": "zip archive"}
 
 
 def course_dir() -> Path:
     """The nbgrader course directory: ``$LABS_COURSE_DIR``, else ``build/course``."""
     return Path(os.environ.get("LABS_COURSE_DIR", REPO / "build" / "course")).resolve()
+
+
+def all_labs() -> dict[str, Path]:
+    """``{"lab00": notebooks/00_data_and_metrics.ipynb, ...}``: lab NN is the notebook numbered NN."""
+    return {f"lab{path.name[:2]}": path for path in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))}
+
+
+def select_labs(names: list[str] | None) -> dict[str, Path]:
+    """The labs named (all when ``names`` is empty); unknown names raise ``SystemExit`` naming the known ones."""
+    labs = all_labs()
+    unknown = sorted(set(names or []) - set(labs))
+    if unknown:
+        raise SystemExit(f"unknown lab(s) {', '.join(unknown)}: choose from {', '.join(labs)}")
+    return {lab: path for lab, path in labs.items() if not names or lab in names}
 
 
 def with_scripts_on_path() -> None:
@@ -47,33 +77,42 @@ def with_scripts_on_path() -> None:
         os.environ["PATH"] = os.pathsep.join(filter(None, [scripts, os.environ.get("PATH")]))
 
 
-def nbgrader(course: Path, *args: str) -> None:
-    """Run one nbgrader command on ``course`` with the repository's ``nbgrader_config.py``."""
+def nbgrader_env(course: Path, runs: Path | None = None, threads: int | None = None) -> dict[str, str]:
+    """The environment of an nbgrader process working on ``course`` and of the kernels it starts."""
     with_scripts_on_path()
     env = {**os.environ, "LABS_COURSE_DIR": str(course)}
-    # the kernels that execute the notebooks must import this checkout's spikelib
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    # the kernels import this checkout's spikelib; nbgrader imports tools/ipc_kernel.py
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), str(TOOLS), os.environ.get("PYTHONPATH")]))
+    env.setdefault("SPIKELIB_DATA", str(REPO / "data"))  # the work folders may lie outside the repository
+    env.setdefault("SPIKELIB_CONFIGS", str(REPO / "configs"))
+    if runs is not None:
+        env["SPIKELIB_RUNS"] = str(runs)  # training runs of a submission go to a throwaway folder
+    if threads is not None:
+        env.setdefault("OMP_NUM_THREADS", str(threads))  # kernels side by side share the cores
+    return env
+
+
+def nbgrader(course: Path, *args: str) -> None:
+    """Run one nbgrader command on ``course`` with the repository's ``nbgrader_config.py``."""
     command = [sys.executable, "-m", "nbgrader", *args, "--log-level=WARN"]
-    subprocess.run(command, cwd=REPO, env=env, check=True)
+    subprocess.run(command, cwd=REPO, env=nbgrader_env(course), check=True)
 
 
-def write_source(course: Path, notebooks: list[Path] | None = None) -> list[Path]:
-    """Copy the instructor notebooks into ``source/labs`` (replacing what was there)."""
-    source = course / "source" / ASSIGNMENT
-    if source.exists():
-        shutil.rmtree(source)
-    source.mkdir(parents=True)
-    paths = sorted(NOTEBOOKS.glob("*.ipynb")) if notebooks is None else notebooks
-    for path in paths:
-        shutil.copy2(path, source / path.name)
-    return [source / path.name for path in paths]
-
-
-def generate(course: Path, notebooks: list[Path] | None = None) -> Path:
-    """Write the student versions into ``release/labs`` and the exercises into the gradebook."""
-    write_source(course, notebooks)
-    nbgrader(course, "generate_assignment", ASSIGNMENT, "--force")
-    return course / "release" / ASSIGNMENT
+def generate(course: Path, labs: dict[str, Path]) -> dict[str, Path]:
+    """Copy each lab's notebook into ``source/labNN/`` and generate its student version in
+    ``release/labNN/`` and its exercises in the gradebook; return ``{lab: released notebook}``."""
+    for lab, notebook in labs.items():
+        source = course / "source" / lab
+        if source.exists():
+            shutil.rmtree(source)
+        source.mkdir(parents=True)
+        shutil.copy2(notebook, source / notebook.name)
+    if len(labs) > 1 and set(labs) == set(all_labs()):  # one nbgrader process for all: saves its start-up
+        nbgrader(course, "generate_assignment", "lab[0-9][0-9]", "--force")
+    else:  # one after the other: the labs share this course's gradebook
+        for lab in labs:
+            nbgrader(course, "generate_assignment", lab, "--force")
+    return {lab: course / "release" / lab / notebook.name for lab, notebook in labs.items()}
 
 
 def strip_run_metadata(path: Path) -> None:
@@ -86,110 +125,330 @@ def strip_run_metadata(path: Path) -> None:
     path.write_text(json.dumps(notebook, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def student(out: Path, course: Path | None = None) -> list[Path]:
-    """Generate the student versions and copy them to ``out`` (emptied first)."""
-    course = course or course_dir()
-    release = generate(course)
-    if out.exists():
+def student(out: Path, labs: list[str] | None = None, course: Path | None = None) -> list[Path]:
+    """Write the student versions of ``labs`` (all when empty) to ``out``; all labs empty ``out`` first."""
+    chosen = select_labs(labs)
+    released = generate(course or course_dir(), chosen)
+    if not labs and out.exists():
         shutil.rmtree(out)
-    out.mkdir(parents=True)
+    out.mkdir(parents=True, exist_ok=True)
     written = []
-    for path in sorted(release.glob("*.ipynb")):
+    for path in released.values():
         shutil.copy2(path, out / path.name)
         strip_run_metadata(out / path.name)
         written.append(out / path.name)
     return written
 
 
-def submit(course: Path, submissions: Path) -> list[str]:
-    """Copy ``submissions/<student_id>/*.ipynb`` into ``submitted/<student_id>/labs/``; return the ids."""
-    students = sorted(p.name for p in submissions.iterdir() if p.is_dir() and any(p.glob("*.ipynb")))
-    if not students:
-        raise SystemExit(
-            f"no submissions found in {submissions}: expected one folder per student, "
-            "each holding that student's notebooks (SUBMISSIONS/<student_id>/<notebook>.ipynb)"
-        )
-    for student_id in students:
-        target = course / "submitted" / student_id / ASSIGNMENT
-        if target.exists():
-            shutil.rmtree(target)
-        target.mkdir(parents=True)
-        for path in sorted((submissions / student_id).glob("*.ipynb")):
-            shutil.copy2(path, target / path.name)
-    return students
+# -- marking ------------------------------------------------------------------------------------
 
 
-def scores(course: Path, students: list[str]) -> dict[str, dict[str, dict[str, tuple[float, float]]]]:
-    """Marks from the gradebook: ``{student: {notebook: {grade_id: (score, max_score)}}}``."""
+def template(lab: str, notebook: Path, out: Path) -> Path:
+    """A course directory holding only ``lab`` (source, release, gradebook), remade when its notebook
+    or ``nbgrader_config.py`` changed; each submission is marked in a copy of it."""
+    folder = out / "templates" / lab
+    stamp = hashlib.sha256(notebook.read_bytes() + (REPO / "nbgrader_config.py").read_bytes()).hexdigest()
+    if (folder / "stamp").exists() and (folder / "stamp").read_text() == stamp:
+        return folder
+    if folder.exists():
+        shutil.rmtree(folder)
+    generate(folder, {lab: notebook})
+    (folder / "stamp").write_text(stamp)
+    return folder
+
+
+def max_scores(course: Path, lab: str) -> dict[str, float]:
+    """``{grade_id: points}`` of the lab's graded cells, from its gradebook."""
     from nbgrader.api import Gradebook  # lazy: nbgrader is a course extra, not a spikelib dependency
 
     with_scripts_on_path()
-    marks: dict[str, dict[str, dict[str, tuple[float, float]]]] = {}
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gradebook:
-        assignment = gradebook.find_assignment(ASSIGNMENT)
-        for student_id in students:
-            marks[student_id] = {}
-            for notebook in assignment.notebooks:
-                submitted = gradebook.find_submission_notebook(notebook.name, ASSIGNMENT, student_id)
-                marks[student_id][notebook.name] = {
-                    grade.name: (float(grade.score), float(grade.max_score)) for grade in submitted.grades
-                }
-    return marks
+        [notebook] = gradebook.find_assignment(lab).notebooks
+        return {cell.name: float(cell.max_score) for cell in notebook.grade_cells}
 
 
-def write_grades(marks: dict[str, dict[str, dict[str, tuple[float, float]]]], out: Path) -> tuple[Path, Path]:
-    """``grades.csv`` (a row per student) and ``grades_by_exercise.csv`` (a row per student and exercise)."""
-    out.mkdir(parents=True, exist_ok=True)
-    notebooks = sorted({name for by_notebook in marks.values() for name in by_notebook})
+def scores(course: Path, lab: str, student_id: str) -> dict[str, tuple[float, float]]:
+    """``{grade_id: (score, max_score)}`` of one marked submission, from its gradebook."""
+    from nbgrader.api import Gradebook
+
+    with_scripts_on_path()
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gradebook:
+        [notebook] = gradebook.find_assignment(lab).notebooks
+        submitted = gradebook.find_submission_notebook(notebook.name, lab, student_id)
+        return {grade.name: (float(grade.score), float(grade.max_score)) for grade in submitted.grades}
+
+
+def not_a_notebook(path: Path) -> str | None:
+    """Why ``path`` cannot be marked as a notebook, or ``None`` when it reads as one."""
+    data = path.read_bytes()
+    if not data.strip():
+        return "not a notebook: the file is empty"
+    for magic, kind in MAGIC.items():
+        if data.startswith(magic):
+            return f"not a notebook: a {kind} named .ipynb"
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return "not a notebook: binary data, not UTF-8 text"
+    try:
+        notebook = json.loads(text)
+    except json.JSONDecodeError as error:
+        if text.lstrip().startswith("{") and not text.rstrip().endswith("}"):
+            return f"not a notebook: the JSON stops at line {text.count(chr(10)) + 1} (a truncated file?)"
+        return f"not a notebook: not JSON ({error})"
+    if not isinstance(notebook, dict) or not isinstance(notebook.get("cells"), list) or "nbformat" not in notebook:
+        return "not a notebook: JSON without a notebook's cells and nbformat"
+    return None
+
+
+def kill_tree(pid: int) -> None:
+    """Kill a process, its process group and every descendant's group (kernels start their own session)."""
+    import psutil  # lazy: a dependency of ipykernel, needed only here
+
+    try:
+        processes = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        processes = []
+    groups = {pid}
+    for process in processes:
+        try:
+            groups.add(os.getpgid(process.pid))
+        except ProcessLookupError:
+            pass
+    for group in groups - {os.getpgrp()}:
+        try:
+            os.killpg(group, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    for process in processes:
+        try:
+            process.kill()
+        except psutil.NoSuchProcess:
+            pass
+
+
+def notes_from_log(log: str) -> list[str]:
+    """What nbgrader restored in a submission, from its log: edited and deleted locked cells."""
+    notes = []
+    for attribute, cell in re.findall(r"Attribute '(\w+)' for cell (\S+) has changed!", log):
+        what = "edited locked cell" if attribute == "checksum" else f"changed the {attribute} of cell"
+        notes.append(f"{what} {cell} (restored from the source)")
+    for cell in re.findall(r"Missing grade cell (\S+) encountered", log):
+        notes.append(f"deleted locked cell {cell} (restored from the source)")
+    return notes
+
+
+def timeouts(autograded: Path, log: str) -> list[str]:
+    """The cells of an executed notebook that ran out of time and were interrupted."""
+    seconds = re.search(r"Timeout waiting for execute reply \((\d+)s\)", log)
+    after = f" after {seconds.group(1)} s" if seconds else ""
+    notebook = json.loads(autograded.read_text(encoding="utf-8"))
+    notes = []
+    for index, cell in enumerate(notebook["cells"]):
+        if any(output.get("ename") == "CellTimeoutError" for output in cell.get("outputs", [])):
+            name = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id", f"number {index}")
+            notes.append(f"timed out{after} in cell {name} (interrupted; the later cells still ran)")
+    return notes
+
+
+def failure(log: str, returncode: int) -> str:
+    """Why ``nbgrader autograde`` failed, in a line, from its log."""
+    if "DeadKernelError" in log or "Kernel died" in log:
+        return "failed: kernel died (the submission's code ended its Python process)"
+    errors = [line for line in log.splitlines() if line.strip() and not line.startswith(("[", " ", "Traceback"))]
+    return f"failed: nbgrader autograde exited with {returncode}" + (f" ({errors[-1][:160]})" if errors else "")
+
+
+def mark(task: dict, out: Path, timeout: int | None, submission_timeout: int, threads: int, feedback: bool) -> dict:
+    """Mark one (student, lab) submission in its own course directory; return its result (also saved)."""
+    student_id, lab, path, course_template = task["student_id"], task["lab"], task["path"], task["template"]
+    start = time.perf_counter()
+    work = out / "work" / student_id / lab
+    if work.exists():
+        shutil.rmtree(work)
+    shutil.copytree(course_template, work)
+    submitted = work / "submitted" / student_id / lab
+    submitted.mkdir(parents=True)
+    shutil.copy2(path, submitted / path.name)
+    maxima = max_scores(work, lab)
+    result = {"student_id": student_id, "lab": lab, "notebook": path.stem, "status": "failed", "reason": ""}
+    result["grades"] = {grade_id: [0.0, points] for grade_id, points in maxima.items()}
+    problem = not_a_notebook(path)
+    if problem:
+        result["reason"] = problem
+    else:
+        command = [sys.executable, "-m", "nbgrader", "autograde", lab, "--student", student_id, "--log-level=WARN"]
+        if timeout is not None:
+            command.append(f"--Execute.timeout={timeout}")
+        env = nbgrader_env(work, runs=work / "runs", threads=threads)
+        log_path = work / "autograde.log"
+        with log_path.open("w") as log_file:
+            process = subprocess.Popen(
+                command, cwd=REPO, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+            )
+            try:
+                returncode = process.wait(timeout=submission_timeout)
+            except subprocess.TimeoutExpired:
+                kill_tree(process.pid)
+                process.wait()
+                returncode = None
+        log = log_path.read_text(errors="replace")
+        autograded = work / "autograded" / student_id / lab / path.name
+        if returncode is None:
+            result["reason"] = f"timed out: marking took over {submission_timeout} s, its processes were killed"
+        elif returncode != 0 or not autograded.exists():
+            result["reason"] = failure(log, returncode)
+        else:
+            result["grades"] = {k: list(v) for k, v in scores(work, lab, student_id).items()}
+            notes = notes_from_log(log) + timeouts(autograded, log)
+            result["status"], result["reason"] = ("warning" if notes else "ok"), "; ".join(notes)
+            if feedback:
+                nbgrader(work, "generate_feedback", lab, "--student", student_id)
+                target = out / "feedback" / student_id / lab
+                shutil.rmtree(target, ignore_errors=True)
+                shutil.copytree(work / "feedback" / student_id / lab, target)
+        shutil.rmtree(work / "runs", ignore_errors=True)
+    result["seconds"] = round(time.perf_counter() - start, 1)
+    save_result(result, out)
+    return result
+
+
+def save_result(result: dict, out: Path) -> Path:
+    """Write ``results/<student>/<lab>.json`` atomically (a row that is there stays whole)."""
+    path = out / "results" / result["student_id"] / f"{result['lab']}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".json.partial")
+    partial.write_text(json.dumps(result, indent=1) + "\n")
+    os.replace(partial, path)
+    return path
+
+
+def write_grades(out: Path) -> tuple[Path, Path]:
+    """``grades.csv`` (a row per student and lab) and ``grades_by_exercise.csv`` from every result in ``out``."""
+    results = [json.loads(p.read_text()) for p in sorted((out / "results").glob("*/*.json"))]
     summary, detail = out / "grades.csv", out / "grades_by_exercise.csv"
     with summary.open("w", newline="") as file:
         writer = csv.writer(file)
-        writer.writerow(["student_id", *notebooks, "total", "max_total"])
-        for student_id, by_notebook in marks.items():
-            totals = [sum(s for s, _ in by_notebook.get(name, {}).values()) for name in notebooks]
-            max_total = sum(m for name in notebooks for _, m in by_notebook.get(name, {}).values())
-            writer.writerow([student_id, *(f"{t:g}" for t in totals), f"{sum(totals):g}", f"{max_total:g}"])
+        writer.writerow(["student_id", "lab", "notebook", "score", "max_score", "status", "reason"])
+        for r in results:
+            score, top = (sum(g[i] for g in r["grades"].values()) for i in (0, 1))
+            writer.writerow(
+                [r["student_id"], r["lab"], r["notebook"], f"{score:g}", f"{top:g}", r["status"], r["reason"]]
+            )
     with detail.open("w", newline="") as file:
         writer = csv.writer(file)
-        writer.writerow(["student_id", "notebook", "grade_id", "score", "max_score"])
-        for student_id, by_notebook in marks.items():
-            for name in notebooks:
-                for grade_id, (score, max_score) in sorted(by_notebook.get(name, {}).items()):
-                    writer.writerow([student_id, name, grade_id, f"{score:g}", f"{max_score:g}"])
+        writer.writerow(["student_id", "lab", "notebook", "grade_id", "score", "max_score"])
+        for r in results:
+            for grade_id, (score, top) in sorted(r["grades"].items()):
+                writer.writerow([r["student_id"], r["lab"], r["notebook"], grade_id, f"{score:g}", f"{top:g}"])
     return summary, detail
 
 
-def grade(submissions: Path, out: Path, course: Path | None = None, feedback: bool = False) -> Path:
-    """Mark every student's notebooks in ``submissions`` offline; return the path of ``grades.csv``."""
-    course = course or course_dir()
-    if not (course / "release" / ASSIGNMENT).is_dir() or not (course / "gradebook.db").exists():
-        generate(course)  # the gradebook must know the exercises and the released checksums
-    students = submit(course, submissions.resolve())
-    nbgrader(course, "autograde", ASSIGNMENT, "--force")
-    if feedback:
-        nbgrader(course, "generate_feedback", ASSIGNMENT, "--force")
-    summary, _ = write_grades(scores(course, students), out)
-    return summary
+def find_submissions(submissions: Path, labs: dict[str, Path]) -> tuple[list[dict], list[str]]:
+    """``[{student_id, lab, path}]`` for every notebook of ``labs`` found, and the files ignored."""
+    by_name = {notebook.name: lab for lab, notebook in labs.items()}
+    others = {notebook.name for notebook in all_labs().values()} - set(by_name)
+    tasks, ignored = [], []
+    for folder in sorted(p for p in submissions.iterdir() if p.is_dir()):
+        for path in sorted(folder.glob("*.ipynb")):
+            if path.name in by_name:
+                tasks.append({"student_id": folder.name, "lab": by_name[path.name], "path": path})
+            elif path.name not in others:
+                ignored.append(f"{folder.name}/{path.name}")
+    return tasks, ignored
 
 
-def main(argv: list[str] | None = None) -> None:
+def ensure_data() -> None:
+    """Generate the course's dataset once, before kernels side by side would race to write it."""
+    code = "from spikelib.data import ensure_synthetic; ensure_synthetic(progress=False)"
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, env=nbgrader_env(course_dir()), check=True)
+
+
+def grade(
+    submissions: Path,
+    out: Path,
+    labs: list[str] | None = None,
+    jobs: int | None = None,
+    timeout: int | None = None,
+    submission_timeout: int = SUBMISSION_TIMEOUT,
+    feedback: bool = False,
+) -> list[dict]:
+    """Mark the submissions of ``labs`` (all when empty) in ``submissions``, ``jobs`` at a time;
+    rewrite ``out/grades.csv`` and ``out/grades_by_exercise.csv``; return this batch's results."""
+    chosen = select_labs(labs)
+    if not submissions.is_dir():
+        raise SystemExit(f"no folder {submissions}: expected SUBMISSIONS/<student_id>/<NN_name>.ipynb")
+    tasks, ignored = find_submissions(submissions.resolve(), chosen)
+    for name in ignored:
+        print(f"ignored {name}: not the file name of a lab ({', '.join(p.name for p in chosen.values())})")
+    if not tasks:
+        raise SystemExit(
+            f"no submissions found in {submissions}: expected one folder per student, each holding that "
+            "student's notebooks under their handed-out names (SUBMISSIONS/<student_id>/<NN_name>.ipynb)"
+        )
+    out = out.resolve()
+    jobs = max(1, jobs or os.cpu_count() or 1)
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    needed = sorted({task["lab"] for task in tasks})
+    with ThreadPoolExecutor(jobs) as pool:
+        data = pool.submit(ensure_data)
+        templates = dict(zip(needed, pool.map(lambda lab: template(lab, chosen[lab], out), needed)))
+        data.result()
+        for task in tasks:
+            task["template"] = templates[task["lab"]]
+
+        def run(numbered: tuple[int, dict]) -> dict:
+            number, task = numbered
+            result = mark(task, out, timeout, submission_timeout, threads, feedback)
+            reason = f": {result['reason']}" if result["reason"] else ""
+            print(
+                f"[{number}/{len(tasks)}] {task['student_id']} {task['lab']} {result['status']}{reason} "
+                f"({result['seconds']:.0f} s)",
+                flush=True,
+            )
+            return result
+
+        results = list(pool.map(run, enumerate(tasks, 1)))
+    write_grades(out)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     make_student = commands.add_parser("student", help="write the student versions")
     make_student.add_argument("--out", type=Path, default=REPO / "student")
+    make_student.add_argument("--labs", nargs="*", default=[], help="lab00 ... lab07 (default: all)")
     make_grade = commands.add_parser("grade", help="mark a folder of submissions")
     make_grade.add_argument("submissions", type=Path, help="a folder with one sub-folder of notebooks per student")
     make_grade.add_argument("--out", type=Path, default=REPO / "build" / "grades")
+    make_grade.add_argument("--labs", nargs="*", default=[], help="lab00 ... lab07 (default: all)")
+    make_grade.add_argument("--jobs", type=int, default=None, help="submissions marked side by side (default: CPUs)")
+    make_grade.add_argument("--timeout", type=int, default=None, help="seconds per cell (nbgrader_config.py: 300)")
+    make_grade.add_argument(
+        "--submission-timeout", type=int, default=SUBMISSION_TIMEOUT, help="seconds per submission, all cells"
+    )
     make_grade.add_argument("--feedback", action="store_true", help="also write nbgrader's HTML feedback")
     args = parser.parse_args(argv)
     if args.command == "student":
-        written = student(args.out)
+        written = student(args.out, args.labs)
         print(f"{len(written)} student notebooks in {args.out}")
-    else:
-        summary = grade(args.submissions, args.out, feedback=args.feedback)
-        print(summary.read_text(), end="")
-        print(f"grades written to {summary} and {summary.with_name('grades_by_exercise.csv')}")
+        return 0
+    start = time.perf_counter()
+    results = grade(
+        args.submissions, args.out, args.labs, args.jobs, args.timeout, args.submission_timeout, args.feedback
+    )
+    counts = {status: sum(r["status"] == status for r in results) for status in ("ok", "warning", "failed")}
+    print(
+        f"marked {len(results)} submissions in {time.perf_counter() - start:.0f} s: "
+        + ", ".join(f"{n} {status}" for status, n in counts.items())
+    )
+    for r in results:
+        if r["status"] != "ok":
+            print(f"  {r['student_id']} {r['lab']} {r['status']}: {r['reason']}")
+    print(f"grades written to {args.out / 'grades.csv'} and {args.out / 'grades_by_exercise.csv'}")
+    return 0 if counts["ok"] + counts["warning"] else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
