@@ -76,12 +76,14 @@ def main(argv: list[str] | None = None) -> None:
     for stem in stems:
         with tempfile.TemporaryDirectory(prefix="spikelib-runs-") as runs:
             seconds = train_from_scratch(stem, Path(runs))
-            for suffix in (".pt", ".json"):
-                made = Path(runs) / "course" / f"{stem}{suffix}"
-                if not made.is_file():
-                    raise SystemExit(f"{stem} ran but saved no {made.name}: does it call load_or_train?")
-                shutil.copy2(made, args.out / made.name)
-        size = (args.out / f"{stem}.pt").stat().st_size / 2**20
+            made = sorted((Path(runs) / "course").glob(f"{stem}*"))
+            if not any(path.suffix == ".pt" for path in made):
+                raise SystemExit(f"{stem} ran but saved no checkpoint: does it call load_or_train?")
+            for old in args.out.glob(f"{stem}*"):
+                old.unlink()
+            for path in made:
+                shutil.copy2(path, args.out / path.name)
+        size = sum((args.out / path.name).stat().st_size for path in made) / 2**20
         print(
             f"{stem}: trained in {seconds:.0f} s -> {(args.out / stem).relative_to(REPO)}.pt ({size:.1f} MiB)",
             flush=True,

@@ -1,6 +1,7 @@
 """The models the course notebooks train, shipped in ``checkpoints/`` so that a notebook loads them in seconds.
 
-A *course checkpoint* is one file per notebook, ``checkpoints/<notebook>.pt``, holding
+A *course checkpoint* is one file per notebook, ``checkpoints/<notebook>.pt`` (or one per part of it,
+``<notebook>.<part>.pt``), holding
 
 - ``recipe``: every setting that decides the weights (seeds, budgets, the models' configurations
   as ``to_dict()`` gives them today), as plain values;
@@ -34,6 +35,7 @@ from spikelib.app.config import RunConfig
 from spikelib.app.job import build_data, build_model, default_runs_dir, run_data
 from spikelib.app.study import StudyConfig, build_study_model
 from spikelib.data import SYNTH_NAME, VOCLocalization, ensure_synthetic
+from spikelib.data.datasets import dataset_len
 from spikelib.eval.evaluate import evaluate
 from spikelib.eval.metrics import mean_iou
 from spikelib.models.config import LocalizerConfig
@@ -238,7 +240,7 @@ def _evaluate_study(checkpoint: CourseCheckpoint) -> dict[str, Any]:
     cfg = RunConfig.from_dict(checkpoint.recipe["run_config"], where=f"the recipe of {checkpoint.path}")
     study = StudyConfig.from_dict(checkpoint.recipe["study"])
     test_set = run_data(cfg, progress=False).test
-    if 0 < study.test_images < len(test_set):
+    if 0 < study.test_images < dataset_len(test_set):  # the first N, as run_study measures
         test_set = Subset(test_set, range(study.test_images))
     return {
         name: _scalars(evaluate(checkpoint.load_into(name, build_study_model(cfg, name)), test_set, study.batch_size))
@@ -265,7 +267,8 @@ def _evaluate_resnet_digits(checkpoint: CourseCheckpoint) -> dict[str, Any]:
 
 
 _EVALUATORS: dict[str, Callable[[CourseCheckpoint], dict[str, Any]]] = {
-    "04_resnet_blocks": _evaluate_resnet_digits,
+    "04_resnet_blocks.ann": _evaluate_resnet_digits,
+    "04_resnet_blocks.snn": _evaluate_resnet_digits,
     "05_pyramid_encoder_decoder": _evaluate_pyramid,
     "06_voc_localization": _evaluate_localization,
     "07_snn_vs_ann": _evaluate_study,
