@@ -36,11 +36,14 @@ from spikelib.app.job import build_data, build_model, default_runs_dir, run_data
 from spikelib.app.study import StudyConfig, build_study_model
 from spikelib.data import SYNTH_NAME, VOCLocalization, ensure_synthetic
 from spikelib.data.datasets import dataset_len
+from spikelib.data.digits import load_digits_split
 from spikelib.eval.evaluate import evaluate
 from spikelib.eval.metrics import mean_iou
 from spikelib.models.config import LocalizerConfig
 from spikelib.models.localizer import build_ann_twin, build_localizer
 from spikelib.paths import project_root
+from spikelib.snn.encoding import direct_encode
+from spikelib.snn.layers import make_resnet_stack
 from spikelib.training.checkpoint import CheckpointError, save_checkpoint
 
 __all__ = [
@@ -250,10 +253,6 @@ def _evaluate_study(checkpoint: CourseCheckpoint) -> dict[str, Any]:
 
 def _evaluate_resnet_digits(checkpoint: CourseCheckpoint) -> dict[str, Any]:
     """04: test accuracy of every network on the held-out digits."""
-    from spikelib.data.digits import load_digits_split
-    from spikelib.snn.encoding import direct_encode
-    from spikelib.snn.layers import make_resnet_stack
-
     recipe = checkpoint.recipe
     _, test_set = load_digits_split(seed=recipe["split_seed"])
     images, labels = test_set.tensors
