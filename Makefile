@@ -4,8 +4,8 @@
 #   make test-browser  the notebooks' widgets in JupyterLab in headless Chromium (Playwright)
 #   make bench  speed/memory benchmarks (not part of the test suite)
 #   make train  the main job: train the SNN and its ANN twin, evaluate, runs/<name>/report.md
-#   make student                 the student versions of the notebooks (nbgrader), in student/
-#   make grade SUBMISSIONS=dir   mark dir/<student_id>/*.ipynb offline (nbgrader autograde), build/grades/grades.csv
+#   make student [LABS="lab00 lab03"]          the student versions of the notebooks (nbgrader), in student/
+#   make grade SUBMISSIONS=dir [LABS=lab02]    mark dir/<student_id>/NN_name.ipynb offline, build/grades/grades.csv
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -97,17 +97,22 @@ train: install
 
 # The coursework (docs/instructors.md). nbgrader (installed by `make install`, the dev extra) turns
 # the instructor notebooks of notebooks/ into student versions: solution regions and hidden tests
-# removed, outputs cleared. The course directory nbgrader works in is build/course (nbgrader_config.py).
+# removed, outputs cleared. Each notebook NN_name.ipynb is the nbgrader assignment labNN;
+# LABS="lab00 lab03" picks some (default: all). nbgrader's course directory is build/course.
 STUDENT_DIR ?= student
+LABS ?=
 student: install
-	$(PY) tools/labs.py student --out $(STUDENT_DIR)
+	$(PY) tools/labs.py student --out $(STUDENT_DIR) $(if $(strip $(LABS)),--labs $(LABS))
 
 # Offline marking: SUBMISSIONS holds one folder per student with that student's notebooks,
-# SUBMISSIONS/<student_id>/01_lif_neuron.ipynb, ...; every notebook is executed and its exercise
-# checks scored (nbgrader autograde). GRADE_ARGS=--feedback also writes nbgrader's HTML feedback.
+# SUBMISSIONS/<student_id>/01_lif_neuron.ipynb, ...; each (student, lab) is executed and scored by
+# its own nbgrader autograde, GRADE_JOBS at a time (default: the number of CPUs). A faulty submission
+# gets a row saying why; the others are still marked. GRADE_ARGS: --feedback (nbgrader's HTML
+# feedback), --timeout S (per cell, default 300), --submission-timeout S (per notebook, default 1800).
 SUBMISSIONS ?=
 GRADES_DIR ?= build/grades
+GRADE_JOBS ?=
 GRADE_ARGS ?=
 grade: install
-	@[ -n "$(SUBMISSIONS)" ] || { echo "usage: make grade SUBMISSIONS=<folder>/<student_id>/<notebook>.ipynb"; exit 1; }
-	$(PY) tools/labs.py grade $(SUBMISSIONS) --out $(GRADES_DIR) $(GRADE_ARGS)
+	@[ -n "$(SUBMISSIONS)" ] || { echo "usage: make grade SUBMISSIONS=<folder> (holding <folder>/<student_id>/<NN_name>.ipynb) [LABS=lab02] [GRADE_JOBS=2]"; exit 2; }
+	$(PY) tools/labs.py grade $(SUBMISSIONS) --out $(GRADES_DIR) $(if $(strip $(LABS)),--labs $(LABS)) $(if $(strip $(GRADE_JOBS)),--jobs $(GRADE_JOBS)) $(GRADE_ARGS)
