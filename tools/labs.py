@@ -50,6 +50,10 @@ SUBMISSION_TIMEOUT = 1800  # seconds for one submission, all cells together, bef
 MAGIC = {b"\x89PNG": "PNG image", b"\xff\xd8\xff": "JPEG image", b"%PDF": "PDF", b"PK\x03\x04": "zip archive"}
 
 
+class UsageError(ValueError):
+    """A lab, folder or submission layout that the command line got wrong (exit status 2)."""
+
+
 def course_dir() -> Path:
     """The nbgrader course directory: ``$LABS_COURSE_DIR``, else ``build/course``."""
     return Path(os.environ.get("LABS_COURSE_DIR", REPO / "build" / "course")).resolve()
@@ -61,11 +65,11 @@ def all_labs() -> dict[str, Path]:
 
 
 def select_labs(names: list[str] | None) -> dict[str, Path]:
-    """The labs named (all when ``names`` is empty); unknown names raise ``SystemExit`` naming the known ones."""
+    """The labs named (all when ``names`` is empty); unknown names raise ``UsageError`` naming the known ones."""
     labs = all_labs()
     unknown = sorted(set(names or []) - set(labs))
     if unknown:
-        raise SystemExit(f"unknown lab(s) {', '.join(unknown)}: choose from {', '.join(labs)}")
+        raise UsageError(f"unknown lab(s) {', '.join(unknown)}: choose from {', '.join(labs)}")
     return {lab: path for lab, path in labs.items() if not names or lab in names}
 
 
@@ -251,11 +255,28 @@ def timeouts(autograded: Path, log: str) -> list[str]:
     return notes
 
 
-def failure(log: str, returncode: int) -> str:
+def cell_named(notebook: Path, preview: str) -> str:
+    """The grade_id (or number) of the first cell of ``notebook`` whose source starts with ``preview``."""
+    for index, cell in enumerate(json.loads(notebook.read_text(encoding="utf-8"))["cells"]):
+        source = "".join(cell.get("source", ""))
+        if preview and source.startswith(preview):
+            return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id", f"number {index}")
+    return "?"
+
+
+def failure(log: str, returncode: int, submitted: Path) -> str:
     """Why ``nbgrader autograde`` failed, in a line, from its log."""
     if "DeadKernelError" in log or "Kernel died" in log:
         return "failed: kernel died (the submission's code ended its Python process)"
-    errors = [line for line in log.splitlines() if line.strip() and not line.startswith(("[", " ", "Traceback"))]
+    stuck = re.search(r"CellTimeoutError: A cell timed out .*?-{19}\n(.*?)\n\s*-{19}", log, re.S)
+    if stuck:  # nbclient gives up on a cell that ignores the interrupt and fails the notebook
+        preview = "\n".join(line[4:] for line in stuck.group(1).splitlines())
+        seconds = re.search(r"Timeout waiting for execute reply \((\d+)s\)", log)
+        after = f" after {seconds.group(1)} s" if seconds else ""
+        return (
+            f"failed: timed out{after} in cell {cell_named(submitted, preview)}, and the kernel ignored the interrupt"
+        )
+    errors = re.findall(r"^\s*([\w.]+(?:Error|Exception): .*)$", log, re.M)
     return f"failed: nbgrader autograde exited with {returncode}" + (f" ({errors[-1][:160]})" if errors else "")
 
 
@@ -297,7 +318,7 @@ def mark(task: dict, out: Path, timeout: int | None, submission_timeout: int, th
         if returncode is None:
             result["reason"] = f"timed out: marking took over {submission_timeout} s, its processes were killed"
         elif returncode != 0 or not autograded.exists():
-            result["reason"] = failure(log, returncode)
+            result["reason"] = failure(log, returncode, submitted / path.name)
         else:
             result["grades"] = {k: list(v) for k, v in scores(work, lab, student_id).items()}
             notes = notes_from_log(log) + timeouts(autograded, log)
@@ -377,12 +398,12 @@ def grade(
     rewrite ``out/grades.csv`` and ``out/grades_by_exercise.csv``; return this batch's results."""
     chosen = select_labs(labs)
     if not submissions.is_dir():
-        raise SystemExit(f"no folder {submissions}: expected SUBMISSIONS/<student_id>/<NN_name>.ipynb")
+        raise UsageError(f"no folder {submissions}: expected SUBMISSIONS/<student_id>/<NN_name>.ipynb")
     tasks, ignored = find_submissions(submissions.resolve(), chosen)
     for name in ignored:
         print(f"ignored {name}: not the file name of a lab ({', '.join(p.name for p in chosen.values())})")
     if not tasks:
-        raise SystemExit(
+        raise UsageError(
             f"no submissions found in {submissions}: expected one folder per student, each holding that "
             "student's notebooks under their handed-out names (SUBMISSIONS/<student_id>/<NN_name>.ipynb)"
         )
@@ -430,14 +451,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     make_grade.add_argument("--feedback", action="store_true", help="also write nbgrader's HTML feedback")
     args = parser.parse_args(argv)
-    if args.command == "student":
-        written = student(args.out, args.labs)
-        print(f"{len(written)} student notebooks in {args.out}")
-        return 0
-    start = time.perf_counter()
-    results = grade(
-        args.submissions, args.out, args.labs, args.jobs, args.timeout, args.submission_timeout, args.feedback
-    )
+    try:
+        if args.command == "student":
+            written = student(args.out, args.labs)
+            print(f"{len(written)} student notebooks in {args.out}")
+            return 0
+        start = time.perf_counter()
+        results = grade(
+            args.submissions, args.out, args.labs, args.jobs, args.timeout, args.submission_timeout, args.feedback
+        )
+    except UsageError as error:
+        parser.error(str(error))  # exits 2
     counts = {status: sum(r["status"] == status for r in results) for status in ("ok", "warning", "failed")}
     print(
         f"marked {len(results)} submissions in {time.perf_counter() - start:.0f} s: "
