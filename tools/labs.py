@@ -242,10 +242,15 @@ def notes_from_log(log: str) -> list[str]:
     return notes
 
 
+def _after(log: str) -> str:
+    """ " after N s", N the cell timeout nbclient logged, or "" when it logged none."""
+    seconds = re.search(r"Timeout waiting for execute reply \((\d+)s\)", log)
+    return f" after {seconds.group(1)} s" if seconds else ""
+
+
 def timeouts(autograded: Path, log: str) -> list[str]:
     """The cells of an executed notebook that ran out of time and were interrupted."""
-    seconds = re.search(r"Timeout waiting for execute reply \((\d+)s\)", log)
-    after = f" after {seconds.group(1)} s" if seconds else ""
+    after = _after(log)
     notebook = json.loads(autograded.read_text(encoding="utf-8"))
     notes = []
     for index, cell in enumerate(notebook["cells"]):
@@ -270,12 +275,8 @@ def failure(log: str, returncode: int, submitted: Path) -> str:
         return "failed: kernel died (the submission's code ended its Python process)"
     stuck = re.search(r"CellTimeoutError: A cell timed out .*?-{19}\n(.*?)\n\s*-{19}", log, re.S)
     if stuck:  # nbclient gives up on a cell that ignores the interrupt and fails the notebook
-        preview = "\n".join(line[4:] for line in stuck.group(1).splitlines())
-        seconds = re.search(r"Timeout waiting for execute reply \((\d+)s\)", log)
-        after = f" after {seconds.group(1)} s" if seconds else ""
-        return (
-            f"failed: timed out{after} in cell {cell_named(submitted, preview)}, and the kernel ignored the interrupt"
-        )
+        cell = cell_named(submitted, "\n".join(line[4:] for line in stuck.group(1).splitlines()))
+        return f"failed: timed out{_after(log)} in cell {cell}, and the kernel ignored the interrupt"
     errors = re.findall(r"^\s*([\w.]+(?:Error|Exception): .*)$", log, re.M)
     return f"failed: nbgrader autograde exited with {returncode}" + (f" ({errors[-1][:160]})" if errors else "")
 
@@ -322,12 +323,16 @@ def mark(task: dict, out: Path, timeout: int | None, submission_timeout: int, th
         else:
             result["grades"] = {k: list(v) for k, v in scores(work, lab, student_id).items()}
             notes = notes_from_log(log) + timeouts(autograded, log)
-            result["status"], result["reason"] = ("warning" if notes else "ok"), "; ".join(notes)
             if feedback:
-                nbgrader(work, "generate_feedback", lab, "--student", student_id)
-                target = out / "feedback" / student_id / lab
-                shutil.rmtree(target, ignore_errors=True)
-                shutil.copytree(work / "feedback" / student_id / lab, target)
+                try:
+                    nbgrader(work, "generate_feedback", lab, "--student", student_id)
+                except subprocess.CalledProcessError:
+                    notes.append("no feedback: nbgrader generate_feedback failed")
+                else:
+                    target = out / "feedback" / student_id / lab
+                    shutil.rmtree(target, ignore_errors=True)
+                    shutil.copytree(work / "feedback" / student_id / lab, target)
+            result["status"], result["reason"] = ("warning" if notes else "ok"), "; ".join(notes)
         shutil.rmtree(work / "runs", ignore_errors=True)
     result["seconds"] = round(time.perf_counter() - start, 1)
     save_result(result, out)
@@ -420,7 +425,13 @@ def grade(
 
         def run(numbered: tuple[int, dict]) -> dict:
             number, task = numbered
-            result = mark(task, out, timeout, submission_timeout, threads, feedback)
+            try:
+                result = mark(task, out, timeout, submission_timeout, threads, feedback)
+            except Exception as error:  # noqa: BLE001 (one submission's trouble must not stop the class)
+                result = {**task, "notebook": task["path"].stem, "status": "failed", "grades": {}, "seconds": 0}
+                result["reason"] = f"failed: {type(error).__name__}: {error}"[:300]
+                del result["path"], result["template"]
+                save_result(result, out)
             reason = f": {result['reason']}" if result["reason"] else ""
             print(
                 f"[{number}/{len(tasks)}] {task['student_id']} {task['lab']} {result['status']}{reason} "
