@@ -21,12 +21,20 @@ from spikelib.app.course import (
 )
 from spikelib.app.job import build_data, train_variant
 from spikelib.eval.evaluate import evaluate
-from spikelib.training.checkpoint import CheckpointError
+from spikelib.training.checkpoint import CheckpointError, read_weights_only
 
 REPO = Path(__file__).resolve().parents[1]
-SHIPPED = sorted((REPO / "checkpoints").glob("*.pt"))
+SHIPPED = sorted((REPO / "checkpoints").glob("*.pt.gz"))
 MAX_MIB = 30
 RETRAIN_TOLERANCE = 0.01  # test mIoU and accuracy of a retrained model; bit for bit on the build that made it
+
+
+def _name(path: Path) -> str:
+    return path.name.removesuffix(".pt.gz")
+
+
+def _beside(path: Path) -> Path:
+    return path.with_name(f"{_name(path)}.json")
 
 
 def _tools_checkpoints():
@@ -43,7 +51,7 @@ def test_every_notebook_that_trains_ships_its_checkpoint():
     assert training, "no notebook has a TRAIN_FROM_SCRATCH parameter"
     assert sorted({path.name.split(".")[0] for path in SHIPPED}) == training
     for path in SHIPPED:
-        assert path.with_suffix(".json").is_file(), f"{path.name} has no metrics file beside it"
+        assert _beside(path).is_file(), f"{path.name} has no metrics file beside it"
 
 
 def test_the_shipped_checkpoints_are_small():
@@ -52,10 +60,10 @@ def test_the_shipped_checkpoints_are_small():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: _name(p))
 def test_a_shipped_checkpoint_scores_exactly_its_stored_metrics(path):
-    checkpoint = load_course_checkpoint(path.stem)
-    beside = json.loads(path.with_suffix(".json").read_text())
+    checkpoint = load_course_checkpoint(_name(path))
+    beside = json.loads(_beside(path).read_text())
     assert beside["metrics"] == checkpoint.metrics and beside["recipe"] == checkpoint.recipe
     assert evaluate_course_checkpoint(checkpoint) == checkpoint.metrics
 
@@ -113,13 +121,13 @@ def test_weights_that_no_longer_fit_the_code_are_refused_naming_make_checkpoints
 
 @pytest.mark.parametrize("damage", ["missing", "garbage", "version"])
 def test_a_missing_unreadable_or_old_checkpoint_is_refused_naming_make_checkpoints(tiny, damage):
-    path = tiny / "tiny.pt"
+    path = tiny / "tiny.pt.gz"
     if damage == "missing":
         path.unlink()
     elif damage == "garbage":
         path.write_bytes(b"not a checkpoint")
     else:
-        state = torch.load(path, weights_only=True)
+        state = read_weights_only(path)
         torch.save({**state, "version": 0}, path)
     with pytest.raises(CheckpointError, match="make checkpoints"):
         load_course_checkpoint("tiny")

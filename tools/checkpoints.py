@@ -1,6 +1,6 @@
 """Make the course checkpoints again: ``python tools/checkpoints.py [NOTEBOOK ...]`` (``make checkpoints``).
 
-Each notebook that ships a checkpoint (``checkpoints/<notebook>.pt``) is executed top to bottom,
+Each notebook that ships a checkpoint (``checkpoints/<notebook>.pt.gz``) is executed top to bottom,
 from a fresh kernel, with its parameter ``TRAIN_FROM_SCRATCH = True`` and a throwaway runs folder:
 it trains its models with its own code and seeds and saves them in ``<runs>/course/``, from
 where they are copied into ``checkpoints/`` with the metrics file beside them.
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
         with tempfile.TemporaryDirectory(prefix="spikelib-runs-") as runs:
             seconds = train_from_scratch(stem, Path(runs))
             made = sorted((Path(runs) / "course").glob(f"{stem}*"))
-            if not any(path.suffix == ".pt" for path in made):
+            if not any(path.name.endswith(".pt.gz") for path in made):
                 raise SystemExit(f"{stem} ran but saved no checkpoint: does it call load_or_train?")
             for old in args.out.glob(f"{stem}*"):
                 old.unlink()
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
                 shutil.copy2(path, args.out / path.name)
         size = sum((args.out / path.name).stat().st_size for path in made) / 2**20
         print(
-            f"{stem}: trained in {seconds:.0f} s -> {(args.out / stem).relative_to(REPO)}.pt ({size:.1f} MiB)",
+            f"{stem}: trained in {seconds:.0f} s -> {', '.join(path.name for path in made)} ({size:.1f} MiB)",
             flush=True,
         )
 

@@ -1,7 +1,7 @@
 """The models the course notebooks train, shipped in ``checkpoints/`` so that a notebook loads them in seconds.
 
-A *course checkpoint* is one file per notebook, ``checkpoints/<notebook>.pt`` (or one per part of it,
-``<notebook>.<part>.pt``), holding
+A *course checkpoint* is one file per notebook, ``checkpoints/<notebook>.pt.gz`` (or one per part of it,
+``<notebook>.<part>.pt.gz``; a gzipped ``torch.save`` file), holding
 
 - ``recipe``: every setting that decides the weights (seeds, budgets, the models' configurations
   as ``to_dict()`` gives them today), as plain values;
@@ -44,7 +44,7 @@ from spikelib.models.localizer import build_ann_twin, build_localizer
 from spikelib.paths import project_root
 from spikelib.snn.encoding import direct_encode
 from spikelib.snn.layers import make_resnet_stack
-from spikelib.training.checkpoint import CheckpointError, save_checkpoint
+from spikelib.training.checkpoint import CheckpointError, read_weights_only, save_checkpoint
 
 __all__ = [
     "CourseCheckpoint",
@@ -58,6 +58,7 @@ __all__ = [
 
 FORMAT = "spikelib-course-checkpoint"
 FORMAT_VERSION = 1
+SUFFIX = ".pt.gz"  # a gzipped torch.save file: weights compress by about 8 %
 REGENERATE = "run `make checkpoints` to make it again with this code, or set TRAIN_FROM_SCRATCH = True"
 
 
@@ -125,17 +126,17 @@ def _differences(stored: Any, wanted: Any, prefix: str = "") -> list[str]:
 
 
 def save_course_checkpoint(checkpoint: CourseCheckpoint, folder: str | Path | None = None) -> Path:
-    """Write ``<folder>/<notebook>.pt`` (atomically) and ``<notebook>.json`` (recipe and metrics).
+    """Write ``<folder>/<notebook>.pt.gz`` (atomically) and ``<notebook>.json`` (recipe and metrics).
 
     Args:
         checkpoint: what to save; its ``metrics`` should come from :func:`evaluate_course_checkpoint`.
         folder: default :func:`course_runs_dir`.
 
     Returns:
-        Path: the ``.pt`` file.
+        Path: the ``.pt.gz`` file.
     """
     folder = Path(folder) if folder is not None else course_runs_dir()
-    path = folder / f"{checkpoint.notebook}.pt"
+    path = folder / f"{checkpoint.notebook}{SUFFIX}"
     state = {
         "format": FORMAT,
         "version": FORMAT_VERSION,
@@ -145,9 +146,9 @@ def save_course_checkpoint(checkpoint: CourseCheckpoint, folder: str | Path | No
         "extra": checkpoint.extra,
         "metrics": plain(checkpoint.metrics),
     }
-    save_checkpoint(path, state, required=("format", "version", "notebook", "recipe", "models", "metrics"))
+    save_checkpoint(path, state, ("format", "version", "notebook", "recipe", "models", "metrics"), compress=True)
     summary = {"notebook": checkpoint.notebook, "recipe": state["recipe"], "metrics": state["metrics"]}
-    path.with_suffix(".json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    path.with_name(f"{checkpoint.notebook}.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
     checkpoint.path = path
     return path
 
@@ -167,11 +168,11 @@ def load_course_checkpoint(
             (the message names the differences and how to make a new one).
     """
     folder = Path(folder) if folder is not None else checkpoints_dir()
-    path = folder / f"{notebook}.pt"
+    path = folder / f"{notebook}{SUFFIX}"
     if not path.is_file():
         raise CheckpointError(f"no course checkpoint at {_shown(path)}; {REGENERATE}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = read_weights_only(path)
     except Exception as err:  # torch raises pickle, runtime and zip errors alike
         raise CheckpointError(f"{_shown(path)} is not readable ({type(err).__name__}); {REGENERATE}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
@@ -194,14 +195,20 @@ def load_course_checkpoint(
 
 
 @contextlib.contextmanager
-def _one_thread() -> Iterator[None]:
-    """Evaluate with one thread, as the notebooks do: the same sums in the same order, so the same metrics."""
+def _reproducible() -> Iterator[None]:
+    """One thread (the same sums in the same order) and the caller's random state kept aside."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        yield
+        with torch.random.fork_rng(devices=[]):
+            yield
     finally:
         torch.set_num_threads(before)
+
+
+def _seeded() -> None:
+    """Seed torch before scoring one model: a rate code draws its spikes at random."""
+    torch.manual_seed(0)
 
 
 def _scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
@@ -223,6 +230,7 @@ def _evaluate_pyramid(checkpoint: CourseCheckpoint) -> dict[str, Any]:
     out = {}
     for name, kind in recipe["kinds"].items():
         model = checkpoint.load_into(name, builders[kind](config)).eval()
+        _seeded()
         with torch.no_grad():
             out[name] = mean_iou(model(images).boxes, boxes)
     return out
@@ -232,10 +240,12 @@ def _evaluate_localization(checkpoint: CourseCheckpoint) -> dict[str, Any]:
     """06: the test metrics of the SNN and its twin (:func:`~spikelib.eval.evaluate.evaluate`)."""
     cfg = RunConfig.from_dict(checkpoint.recipe["run_config"], where=f"the recipe of {checkpoint.path}")
     splits = build_data(cfg.data, cfg.seed, progress=False)
-    return {
-        kind: _scalars(evaluate(checkpoint.load_into(kind, build_model(kind, cfg)), splits.test))
-        for kind in checkpoint.models
-    }
+    out = {}
+    for kind in checkpoint.models:
+        model = checkpoint.load_into(kind, build_model(kind, cfg))
+        _seeded()
+        out[kind] = _scalars(evaluate(model, splits.test))
+    return out
 
 
 def _evaluate_study(checkpoint: CourseCheckpoint) -> dict[str, Any]:
@@ -245,10 +255,12 @@ def _evaluate_study(checkpoint: CourseCheckpoint) -> dict[str, Any]:
     test_set = run_data(cfg, progress=False).test
     if 0 < study.test_images < dataset_len(test_set):  # the first N, as run_study measures
         test_set = Subset(test_set, range(study.test_images))
-    return {
-        name: _scalars(evaluate(checkpoint.load_into(name, build_study_model(cfg, name)), test_set, study.batch_size))
-        for name in checkpoint.models
-    }
+    out = {}
+    for name in checkpoint.models:
+        model = checkpoint.load_into(name, build_study_model(cfg, name))
+        _seeded()
+        out[name] = _scalars(evaluate(model, test_set, study.batch_size))
+    return out
 
 
 def _evaluate_resnet_digits(checkpoint: CourseCheckpoint) -> dict[str, Any]:
@@ -259,6 +271,7 @@ def _evaluate_resnet_digits(checkpoint: CourseCheckpoint) -> dict[str, Any]:
     out = {}
     for name, spec in recipe["networks"].items():
         model = checkpoint.load_into(name, make_resnet_stack(**spec)).eval()
+        _seeded()
         with torch.no_grad():  # the whole test set in one batch, as the notebook scores it
             logits = model(direct_encode(images, recipe["num_steps"])).mean(0) if spec["spiking"] else model(images)
         out[name] = float((logits.argmax(1) == labels).float().mean())
@@ -275,7 +288,8 @@ _EVALUATORS: dict[str, Callable[[CourseCheckpoint], dict[str, Any]]] = {
 
 
 def evaluate_course_checkpoint(checkpoint: CourseCheckpoint) -> dict[str, Any]:
-    """Re-evaluate the models of a course checkpoint, on one thread; equal to ``checkpoint.metrics`` when sound.
+    """Re-evaluate the models of a course checkpoint (one thread, torch seeded before each model); equal to
+    ``checkpoint.metrics`` when sound. The caller's random state is left as it was.
 
     Raises:
         ValueError: a notebook this module cannot evaluate.
@@ -283,7 +297,7 @@ def evaluate_course_checkpoint(checkpoint: CourseCheckpoint) -> dict[str, Any]:
     """
     if checkpoint.notebook not in _EVALUATORS:
         raise ValueError(f"no evaluation for notebook {checkpoint.notebook!r}; known: {sorted(_EVALUATORS)}")
-    with _one_thread():
+    with _reproducible():
         return plain(_EVALUATORS[checkpoint.notebook](checkpoint))
 
 
@@ -298,7 +312,7 @@ def load_or_train(
 ) -> dict[str, Any]:
     """Load the weights of ``models`` from the notebook's shipped checkpoint, or train them and save one.
 
-    Loads ``checkpoints/<notebook>.pt`` when its recipe is ``recipe``; otherwise (or with
+    Loads ``checkpoints/<notebook>.pt.gz`` when its recipe is ``recipe``; otherwise (or with
     ``from_scratch``) calls ``train()``, which trains ``models`` in place (or puts the trained
     ones into the dict) and returns the extra the lesson needs, then re-evaluates them
     (:func:`evaluate_course_checkpoint`) and saves the lot in :func:`course_runs_dir`.

@@ -29,6 +29,8 @@ intact.
 
 from __future__ import annotations
 
+import gzip
+import io
 import os
 import random
 import tempfile
@@ -46,6 +48,7 @@ __all__ = [
     "restore_rng_state",
     "save_checkpoint",
     "load_checkpoint",
+    "read_weights_only",
     "check_compatible",
 ]
 
@@ -99,13 +102,17 @@ def restore_rng_state(state: Mapping[str, Any]) -> None:
     random.setstate((version, tuple(internal), gauss))
 
 
-def save_checkpoint(path: str | Path, checkpoint: Mapping[str, Any], required: Sequence[str] = REQUIRED_KEYS) -> Path:
+def save_checkpoint(
+    path: str | Path, checkpoint: Mapping[str, Any], required: Sequence[str] = REQUIRED_KEYS, compress: bool = False
+) -> Path:
     """Write ``checkpoint`` to ``path`` atomically (temporary file, then ``os.replace``).
 
     Args:
         path: target file; its folder is created if needed.
         checkpoint: the dict described in the module docstring.
         required: the keys it must have (another format, e.g. a course checkpoint, names its own).
+        compress: gzip the file (reproducibly: no time stamp), for files that are shipped;
+            :func:`load_checkpoint` reads both.
 
     Returns:
         Path: ``path``.
@@ -121,7 +128,12 @@ def save_checkpoint(path: str | Path, checkpoint: Mapping[str, Any], required: S
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as file:
-            torch.save(dict(checkpoint), file)
+            if compress:
+                buffer = io.BytesIO()
+                torch.save(dict(checkpoint), buffer)
+                file.write(gzip.compress(buffer.getvalue(), compresslevel=9, mtime=0))
+            else:
+                torch.save(dict(checkpoint), file)
             file.flush()
             os.fsync(file.fileno())
         os.replace(tmp, path)
@@ -129,6 +141,15 @@ def save_checkpoint(path: str | Path, checkpoint: Mapping[str, Any], required: S
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def read_weights_only(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)``, of a plain or a gzipped file."""
+    with open(path, "rb") as file:
+        data = file.read()
+    if data[:2] == b"\x1f\x8b":  # gzip's magic number
+        data = gzip.decompress(data)
+    return torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -142,7 +163,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
     try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+        checkpoint = read_weights_only(path, map_location)
     except Exception as err:  # torch raises pickle, runtime and zip errors alike
         raise CheckpointError(
             f"{path} is not a readable checkpoint ({type(err).__name__}: "
