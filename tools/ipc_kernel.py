@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from typing import Any
 
 from jupyter_client.manager import AsyncKernelManager
 from nbgrader.preprocessors import Execute
@@ -35,7 +36,7 @@ class IpcKernelManager(AsyncKernelManager):
         self._ipc_dir = tempfile.mkdtemp(prefix="kernel-ipc-")  # mode 0700: only this user connects
         return os.path.join(self._ipc_dir, "kernel")
 
-    async def _async_pre_start_kernel(self, **kwargs):  # type: ignore[no-untyped-def]
+    async def _async_pre_start_kernel(self, **kwargs: Any) -> tuple[list[str], dict[str, Any]]:
         if self.transport == "ipc":  # started again after a full cleanup removed the folder
             os.makedirs(os.path.dirname(self.ip), mode=0o700, exist_ok=True)
         return await super()._async_pre_start_kernel(**kwargs)
@@ -55,6 +56,6 @@ class IpcExecute(Execute):
     argument, which outranks ``c.Execute.kernel_manager_class`` in a configuration file.
     """
 
-    def __init__(self, **kwargs):  # type: ignore[no-untyped-def]
+    def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("kernel_manager_class", IpcKernelManager)
         super().__init__(**kwargs)
