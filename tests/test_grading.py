@@ -13,9 +13,11 @@ points) is marked end to end by the real tool and nbgrader, in three grading cal
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import importlib.util
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -30,17 +32,20 @@ PLANTED = json.loads((REPO / "tests" / "coursework" / "planted" / "00_data_and_m
 POINTS = {"ex-0-1-check": 1.0, "ex-0-2-check": 2.0, "ex-0-3-check": 3.0}
 WORK_DIR = REPO / "build" / "test-grading"  # inside the repository, like a course checkout
 LOOP = "while True:\n    pass\n"
+ENVIRONMENT = (
+    "import spikelib, spikelib.paths\nprint('RUNS', spikelib.paths.runs_root())\nprint('SPIKELIB', spikelib.__file__)\n"
+)
 CELL_TIMEOUT = 15  # seconds; lab 00's slowest cell takes a few on a busy 2-core machine
 
 
-def _load_labs_tool():
-    spec = importlib.util.spec_from_file_location("labs_tool", REPO / "tools" / "labs.py")
+def _load_tool(name: str):
+    spec = importlib.util.spec_from_file_location(f"{name}_tool", REPO / "tools" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-labs = _load_labs_tool()
+labs = _load_tool("labs")
 
 
 def _grade_id(cell: dict) -> str | None:
@@ -124,7 +129,8 @@ def marked():
     stamps_1 |= {p: p.stat().st_mtime_ns for p in (out / "results").glob("*/lab00.json")}
 
     second = WORK_DIR / "batch2"
-    _submit(second, "late", solved)
+    where = {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None, "source": ENVIRONMENT}
+    _submit(second, "late", _edited(NOTEBOOK, lambda by_id, cells: cells.append(where)))
     status_2 = labs.main(["grade", str(second), "--out", str(out), "--labs", "lab00", "--jobs", "2"])
     rows_2 = _rows(out)
     stamps_2 = {p: p.stat().st_mtime_ns for p in stamps_1}
@@ -241,6 +247,40 @@ def _still_running(work: Path) -> list[psutil.Process]:
         except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
             pass
     return left
+
+
+def test_the_kernel_imports_this_checkout_and_writes_runs_to_a_throwaway_folder(marked):
+    autograded = marked["out"] / "work" / "late" / "lab00" / "autograded" / "late" / "lab00" / NOTEBOOK.name
+    [output] = json.loads(autograded.read_text())["cells"][-1]["outputs"]
+    lines = dict(line.split(" ", 1) for line in "".join(output["text"]).splitlines())
+    assert lines["RUNS"] == str(marked["out"] / "work" / "late" / "lab00" / "runs")
+    assert lines["SPIKELIB"] == str(REPO / "spikelib" / "__init__.py")
+    assert not (marked["out"] / "work" / "late" / "lab00" / "runs").exists()  # removed after marking
+
+
+def test_kernels_started_at_once_get_private_ipc_folders_removed_at_shutdown():
+    IpcKernelManager = _load_tool("ipc_kernel").IpcKernelManager
+
+    async def start_two() -> list[str]:
+        managers = [IpcKernelManager(), IpcKernelManager()]
+        await asyncio.gather(
+            *(m.start_kernel(extra_arguments=["--HistoryManager.hist_file=:memory:"]) for m in managers)
+        )
+        folders = [os.path.dirname(m.ip) for m in managers]
+        try:
+            for manager in managers:
+                client = manager.client()
+                client.start_channels()
+                await client.wait_for_ready(timeout=60)
+                client.stop_channels()
+            assert all(os.stat(folder).st_mode & 0o777 == 0o700 for folder in folders)
+        finally:
+            await asyncio.gather(*(m.shutdown_kernel(now=True) for m in managers))
+        return folders
+
+    folders = asyncio.run(start_two())
+    assert len(set(folders)) == 2
+    assert not any(os.path.exists(folder) for folder in folders)
 
 
 def test_a_submission_past_its_timeout_is_killed_with_its_kernel(marked):
