@@ -39,6 +39,8 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -52,6 +54,10 @@ MAGIC = {b"\x89PNG": "PNG image", b"\xff\xd8\xff": "JPEG image", b"%PDF": "PDF",
 
 class UsageError(ValueError):
     """A lab, folder or submission layout that the command line got wrong (exit status 2)."""
+
+
+class Stopped(Exception):
+    """Marking was stopped (Ctrl-C) before this submission was marked: it keeps its earlier row."""
 
 
 def course_dir() -> Path:
@@ -281,8 +287,49 @@ def failure(log: str, returncode: int, submitted: Path) -> str:
     return f"failed: nbgrader autograde exited with {returncode}" + (f" ({errors[-1][:160]})" if errors else "")
 
 
-def mark(task: dict, out: Path, timeout: int | None, submission_timeout: int, threads: int, feedback: bool) -> dict:
-    """Mark one (student, lab) submission in its own course directory; return its result (also saved)."""
+def autograde(command: list[str], env: dict, log_path: Path, seconds: float, stop: threading.Event) -> int | None:
+    """Run ``command`` (an ``nbgrader autograde``) into ``log_path``; return its exit status, or ``None``
+    when it ran past ``seconds`` or ``stop`` was set and was killed with its kernel.
+
+    Its temporary files (the kernel's ipc sockets among them) go to a folder removed afterwards,
+    also when the kill left the kernel no chance to clean up.
+    """
+    scratch = tempfile.mkdtemp(prefix="labs-")  # short: a socket path must stay under 108 bytes
+    try:
+        with log_path.open("w") as log_file:
+            process = subprocess.Popen(
+                command,
+                cwd=REPO,
+                env={**env, "TMPDIR": scratch},
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # a process group of its own, for kill_tree
+            )
+            deadline = time.monotonic() + seconds
+            while (returncode := process.poll()) is None and time.monotonic() < deadline and not stop.is_set():
+                time.sleep(0.5)
+            if returncode is None:
+                kill_tree(process.pid)
+                process.wait()
+            return returncode
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def mark(
+    task: dict,
+    out: Path,
+    timeout: int | None,
+    submission_timeout: int,
+    threads: int,
+    feedback: bool,
+    stop: threading.Event,
+) -> dict:
+    """Mark one (student, lab) submission in its own course directory; return its result (also saved).
+
+    Raises:
+        Stopped: ``stop`` was set while nbgrader ran (its processes are killed, nothing is saved).
+    """
     student_id, lab, path, course_template = task["student_id"], task["lab"], task["path"], task["template"]
     start = time.perf_counter()
     work = out / "work" / student_id / lab
@@ -304,16 +351,10 @@ def mark(task: dict, out: Path, timeout: int | None, submission_timeout: int, th
             command.append(f"--Execute.timeout={timeout}")
         env = nbgrader_env(work, runs=work / "runs", threads=threads)
         log_path = work / "autograde.log"
-        with log_path.open("w") as log_file:
-            process = subprocess.Popen(
-                command, cwd=REPO, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
-            )
-            try:
-                returncode = process.wait(timeout=submission_timeout)
-            except subprocess.TimeoutExpired:
-                kill_tree(process.pid)
-                process.wait()
-                returncode = None
+        returncode = autograde(command, env, log_path, submission_timeout, stop)
+        shutil.rmtree(work / "runs", ignore_errors=True)
+        if stop.is_set() and returncode is None:
+            raise Stopped(f"{student_id} {lab}")
         log = log_path.read_text(errors="replace")
         autograded = work / "autograded" / student_id / lab / path.name
         if returncode is None:
@@ -333,7 +374,6 @@ def mark(task: dict, out: Path, timeout: int | None, submission_timeout: int, th
                     shutil.rmtree(target, ignore_errors=True)
                     shutil.copytree(work / "feedback" / student_id / lab, target)
             result["status"], result["reason"] = ("warning" if notes else "ok"), "; ".join(notes)
-        shutil.rmtree(work / "runs", ignore_errors=True)
     result["seconds"] = round(time.perf_counter() - start, 1)
     save_result(result, out)
     return result
@@ -416,6 +456,7 @@ def grade(
     jobs = max(1, jobs or os.cpu_count() or 1)
     threads = max(1, (os.cpu_count() or 1) // jobs)
     needed = sorted({task["lab"] for task in tasks})
+    stop = threading.Event()
     with ThreadPoolExecutor(jobs) as pool:
         data = pool.submit(ensure_data)
         templates = dict(zip(needed, pool.map(lambda lab: template(lab, chosen[lab], out), needed)))
@@ -423,10 +464,14 @@ def grade(
         for task in tasks:
             task["template"] = templates[task["lab"]]
 
-        def run(numbered: tuple[int, dict]) -> dict:
+        def run(numbered: tuple[int, dict]) -> dict | None:
             number, task = numbered
+            if stop.is_set():
+                return None
             try:
-                result = mark(task, out, timeout, submission_timeout, threads, feedback)
+                result = mark(task, out, timeout, submission_timeout, threads, feedback, stop)
+            except Stopped:
+                return None
             except Exception as error:  # noqa: BLE001 (one submission's trouble must not stop the class)
                 result = {**task, "notebook": task["path"].stem, "status": "failed", "grades": {}, "seconds": 0}
                 result["reason"] = f"failed: {type(error).__name__}: {error}"[:300]
@@ -440,7 +485,14 @@ def grade(
             )
             return result
 
-        results = list(pool.map(run, enumerate(tasks, 1)))
+        try:
+            results = [r for r in pool.map(run, enumerate(tasks, 1)) if r is not None]
+        except KeyboardInterrupt:
+            stop.set()  # the workers kill their nbgrader and kernel within a second and save nothing
+            pool.shutdown(wait=True, cancel_futures=True)
+            write_grades(out)
+            print(f"stopped: the submissions marked so far are in {out / 'grades.csv'}", file=sys.stderr)
+            raise
     write_grades(out)
     return results
 
@@ -473,6 +525,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     except UsageError as error:
         parser.error(str(error))  # exits 2
+    except KeyboardInterrupt:
+        return 130  # grade() has said what was kept
     counts = {status: sum(r["status"] == status for r in results) for status in ("ok", "warning", "failed")}
     print(
         f"marked {len(results)} submissions in {time.perf_counter() - start:.0f} s: "
