@@ -96,8 +96,8 @@ c.Autograde.autograde_preprocessors = [
     CheckCellMetadata,
 ]
 
-# Marking runs every notebook top to bottom: a cell may run 300 s (the training notebooks' longest
-# cells take minutes), then it is interrupted and the rest of the notebook still runs.
+# Marking runs every notebook top to bottom: a cell may run 300 s (room for a notebook that trains
+# when its checkpoint is missing), then it is interrupted and the rest of the notebook still runs.
 # `tools/labs.py grade --timeout S` overrides it; --submission-timeout bounds a whole notebook.
 c.Execute.timeout = 300
 c.Execute.interrupt_on_timeout = True
