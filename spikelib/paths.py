@@ -5,7 +5,7 @@ starts kernels there) or from anywhere below; an installed ``spikelib`` is used 
 user's own folder. So every default is found the way ``git`` finds its repository: the
 *project root* is the working directory or the nearest folder above it that has a
 ``configs/`` folder, else the working directory itself. Environment variables override each
-folder: ``SPIKELIB_DATA``, ``SPIKELIB_RUNS``, ``SPIKELIB_CONFIGS``. The location of the
+folder: ``SPIKELIB_DATA``, ``SPIKELIB_RUNS``, ``SPIKELIB_CONFIGS``, ``SPIKELIB_CHECKPOINTS``. The location of the
 installed package is never used: a non-editable install lives in ``site-packages``.
 """
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["project_root", "data_root", "runs_root", "configs_dir"]
+__all__ = ["project_root", "data_root", "runs_root", "configs_dir", "checkpoints_dir"]
 
 
 def project_root(start: str | Path | None = None) -> Path:
@@ -47,3 +47,8 @@ def runs_root() -> Path:
 def configs_dir() -> Path:
     """Where run configurations are looked up by name: ``$SPIKELIB_CONFIGS``, else ``<project root>/configs``."""
     return _folder("SPIKELIB_CONFIGS", "configs")
+
+
+def checkpoints_dir() -> Path:
+    """Where the course's shipped checkpoints are: ``$SPIKELIB_CHECKPOINTS``, else ``<project root>/checkpoints``."""
+    return _folder("SPIKELIB_CHECKPOINTS", "checkpoints")

@@ -18,7 +18,6 @@ import csv
 import importlib.util
 import json
 import os
-import shutil
 from pathlib import Path
 
 import psutil
@@ -30,10 +29,10 @@ REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / "notebooks" / "00_data_and_metrics.ipynb"
 PLANTED = json.loads((REPO / "tests" / "coursework" / "planted" / "00_data_and_metrics.json").read_text())
 POINTS = {"ex-0-1-check": 1.0, "ex-0-2-check": 2.0, "ex-0-3-check": 3.0}
-WORK_DIR = REPO / "build" / "test-grading"  # inside the repository, like a course checkout
 LOOP = "while True:\n    pass\n"
 ENVIRONMENT = (
     "import spikelib, spikelib.paths\nprint('RUNS', spikelib.paths.runs_root())\nprint('SPIKELIB', spikelib.__file__)\n"
+    "print('DATA', spikelib.paths.data_root())\nprint('CHECKPOINTS', spikelib.paths.checkpoints_dir())\n"
 )
 CELL_TIMEOUT = 15  # seconds; lab 00's slowest cell takes a few on a busy 2-core machine
 
@@ -103,15 +102,14 @@ def _by_exercise(out: Path) -> dict[str, dict[str, float]]:
 
 
 @pytest.fixture(scope="module")
-def marked():
-    """Run the three grading calls; return what each left behind."""
-    if WORK_DIR.exists():
-        shutil.rmtree(WORK_DIR)
-    out = WORK_DIR / "grades"
+def marked(tmp_path_factory):
+    """Run the three grading calls, in a folder outside the repository; return what each left behind."""
+    work_dir = tmp_path_factory.mktemp("grading")
+    out = work_dir / "grades"
     release = labs.template("lab00", NOTEBOOK, out) / "release" / "lab00" / NOTEBOOK.name
     solved = NOTEBOOK.read_text(encoding="utf-8")
 
-    first = WORK_DIR / "batch1"
+    first = work_dir / "batch1"
     _submit(first, "untouched", release.read_text(encoding="utf-8"))
     _submit(first, "solved", solved)
     _submit(first, "planted", _edited(NOTEBOOK, _replace(PLANTED["grade_id"], PLANTED["solution"])))
@@ -128,14 +126,14 @@ def marked():
     stamps_1 = {p: p.stat().st_mtime_ns for p in (out / "work").rglob("autograded/*/lab00/*.ipynb")}
     stamps_1 |= {p: p.stat().st_mtime_ns for p in (out / "results").glob("*/lab00.json")}
 
-    second = WORK_DIR / "batch2"
+    second = work_dir / "batch2"
     where = {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None, "source": ENVIRONMENT}
     _submit(second, "late", _edited(NOTEBOOK, lambda by_id, cells: cells.append(where)))
     status_2 = labs.main(["grade", str(second), "--out", str(out), "--labs", "lab00", "--jobs", "2"])
     rows_2 = _rows(out)
     stamps_2 = {p: p.stat().st_mtime_ns for p in stamps_1}
 
-    third = WORK_DIR / "batch3"
+    third = work_dir / "batch3"
     _submit(third, "runaway", _edited(NOTEBOOK, _prepend("ex-0-1-solution", LOOP)))
     status_3 = labs.main(["grade", str(third), "--out", str(out), "--timeout", "300", "--submission-timeout", "20"])
     return {
@@ -249,12 +247,13 @@ def _still_running(work: Path) -> list[psutil.Process]:
     return left
 
 
-def test_the_kernel_imports_this_checkout_and_writes_runs_to_a_throwaway_folder(marked):
+def test_the_kernel_imports_this_checkout_reads_its_data_and_checkpoints_and_writes_runs_to_a_throwaway_folder(marked):
     autograded = marked["out"] / "work" / "late" / "lab00" / "autograded" / "late" / "lab00" / NOTEBOOK.name
     [output] = json.loads(autograded.read_text())["cells"][-1]["outputs"]
     lines = dict(line.split(" ", 1) for line in "".join(output["text"]).splitlines())
     assert lines["RUNS"] == str(marked["out"] / "work" / "late" / "lab00" / "runs")
     assert lines["SPIKELIB"] == str(REPO / "spikelib" / "__init__.py")
+    assert lines["DATA"] == str(REPO / "data") and lines["CHECKPOINTS"] == str(REPO / "checkpoints")
     assert not (marked["out"] / "work" / "late" / "lab00" / "runs").exists()  # removed after marking
 
 

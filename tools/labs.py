@@ -95,6 +95,7 @@ def nbgrader_env(course: Path, runs: Path | None = None, threads: int | None = N
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), str(TOOLS), os.environ.get("PYTHONPATH")]))
     env.setdefault("SPIKELIB_DATA", str(REPO / "data"))  # the work folders may lie outside the repository
     env.setdefault("SPIKELIB_CONFIGS", str(REPO / "configs"))
+    env.setdefault("SPIKELIB_CHECKPOINTS", str(REPO / "checkpoints"))  # notebooks 04-07 load, never train
     if runs is not None:
         env["SPIKELIB_RUNS"] = str(runs)  # training runs of a submission go to a throwaway folder
     if threads is not None:

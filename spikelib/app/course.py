@@ -41,14 +41,13 @@ from spikelib.eval.evaluate import evaluate
 from spikelib.eval.metrics import mean_iou
 from spikelib.models.config import LocalizerConfig
 from spikelib.models.localizer import build_ann_twin, build_localizer
-from spikelib.paths import project_root
+from spikelib.paths import checkpoints_dir, project_root
 from spikelib.snn.encoding import direct_encode
 from spikelib.snn.layers import make_resnet_stack
 from spikelib.training.checkpoint import CheckpointError, read_weights_only, save_checkpoint
 
 __all__ = [
     "CourseCheckpoint",
-    "checkpoints_dir",
     "course_runs_dir",
     "save_course_checkpoint",
     "load_course_checkpoint",
@@ -60,11 +59,6 @@ FORMAT = "spikelib-course-checkpoint"
 FORMAT_VERSION = 1
 SUFFIX = ".pt.gz"  # a gzipped torch.save file: weights compress by about 8 %
 REGENERATE = "run `make checkpoints` to make it again with this code, or set TRAIN_FROM_SCRATCH = True"
-
-
-def checkpoints_dir() -> Path:
-    """Where the shipped course checkpoints are: ``<project root>/checkpoints``."""
-    return project_root() / "checkpoints"
 
 
 def course_runs_dir() -> Path:
