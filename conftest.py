@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -25,11 +26,12 @@ notebook_probes.install(get_ipython())
 """
 
 NOTEBOOKS_RUN = pytest.StashKey[set]()
+SCRATCH = pytest.StashKey[Path]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "after_notebooks: reads what the notebooks' run left; runs after them")
-    scratch = Path(tempfile.mkdtemp(prefix="spikelib-test-"))
+    scratch = config.stash[SCRATCH] = Path(tempfile.mkdtemp(prefix="spikelib-test-"))
     os.environ["SPIKELIB_RUNS"] = str(scratch / "runs")
     os.environ["SPIKELIB_PROBE_LOG"] = str(scratch / "probes.jsonl")
     startup = scratch / "ipython" / "profile_default" / "startup"
@@ -39,6 +41,12 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[NOTEBOOKS_RUN] = set()
 
 
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if SCRATCH in config.stash:
+        shutil.rmtree(config.stash[SCRATCH], ignore_errors=True)
+
+
+@pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Notebook cells in file order, then the tests that read what their run left."""
     config.stash[NOTEBOOKS_RUN] = {Path(str(item.fspath)).stem for item in items if str(item.fspath).endswith(".ipynb")}
