@@ -592,8 +592,7 @@ class AnnLocalizer(_Pyramid):
 
     def __init__(self, config: ArchConfig | None = None) -> None:
         config = ArchConfig() if config is None else config.arch if isinstance(config, LocalizerConfig) else config
-        norm = config.norm if isinstance(config, ArchConfig) else ArchConfig.norm
-        super().__init__(config, lambda c_in, c_out, k: ConvBlock(c_in, c_out, k, batch_norm=norm == "batch"))
+        super().__init__(config, lambda c_in, c_out, k: ConvBlock(c_in, c_out, k, batch_norm=config.norm == "batch"))
         _init_convs(self, 1.0)
 
     def record(self, images: Tensor, skip: bool | None = None) -> LocalizerRecord:
