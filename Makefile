@@ -57,8 +57,8 @@ test-unit: install
 	$(PY) -m pytest tests -m "not slow" $(PYTEST_ARGS)
 
 lint: install
-	$(VENV)/bin/ruff check spikelib tests benchmarks notebooks tools nbgrader_config.py
-	$(VENV)/bin/ruff format --check spikelib tests benchmarks tools nbgrader_config.py
+	$(VENV)/bin/ruff check spikelib tests benchmarks notebooks tools nbgrader_config.py conftest.py
+	$(VENV)/bin/ruff format --check spikelib tests benchmarks tools nbgrader_config.py conftest.py
 
 typecheck: install
 	$(VENV)/bin/mypy
