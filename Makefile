@@ -4,6 +4,7 @@
 #   make test-browser  the notebooks' widgets in JupyterLab in headless Chromium (Playwright)
 #   make bench  speed/memory benchmarks (not part of the test suite)
 #   make train  the main job: train the SNN and its ANN twin, evaluate, runs/<name>/report.md
+#   make checkpoints             retrain the models notebooks 04-07 load (checkpoints/)
 #   make student [LABS="lab00 lab03"]          the student versions of the notebooks (nbgrader), in student/
 #   make grade SUBMISSIONS=dir [LABS=lab02]    mark dir/<student_id>/NN_name.ipynb offline, build/grades/grades.csv
 
