@@ -26,6 +26,7 @@ import re
 from pathlib import Path
 
 import pytest
+from notebook_probes import stub_of
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = REPO / "notebooks"
@@ -34,7 +35,6 @@ PLANTED_DIR = Path(__file__).resolve().parent / "coursework" / "planted"
 MIN_EXERCISES = 3
 
 HEADING = re.compile(r"^### Exercise (\d+)\.(\d+): (.+) \((\d+) points?\)\s*$", re.M)
-STUB = "# YOUR CODE HERE\nraise NotImplementedError()"
 
 
 def _cells(path: Path) -> list[dict]:
@@ -81,9 +81,7 @@ def _solution_region_in_function(source: str) -> str | None:
     end = next(i for i, line in enumerate(lines) if "### END SOLUTION" in line)
     if end < begin:
         return "### END SOLUTION comes before ### BEGIN SOLUTION"
-    indent = lines[begin][: len(lines[begin]) - len(lines[begin].lstrip())]
-    stub = [indent + line for line in STUB.split("\n")]
-    student = "\n".join(lines[:begin] + stub + lines[end + 1 :])  # what nbgrader hands out
+    student = stub_of(source)  # what nbgrader hands out
     try:
         tree = ast.parse(student)
     except SyntaxError as error:

@@ -44,7 +44,7 @@ from spikelib.models.localizer import build_ann_twin, build_localizer
 from spikelib.paths import checkpoints_dir, project_root
 from spikelib.snn.encoding import direct_encode
 from spikelib.snn.layers import make_resnet_stack
-from spikelib.training.checkpoint import CheckpointError, read_weights_only, save_checkpoint
+from spikelib.training.checkpoint import CheckpointError, config_differences, read_weights_only, save_checkpoint
 
 __all__ = [
     "CourseCheckpoint",
@@ -90,33 +90,27 @@ class CourseCheckpoint:
     metrics: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
 
+    @property
+    def where(self) -> str:
+        """Its file, relative to the project root, or the notebook's name while it is not saved."""
+        return _shown(self.path) if self.path is not None else self.notebook
+
     def load_into(self, name: str, model: nn.Module) -> nn.Module:
         """Load the weights of ``name`` into ``model`` (strict) and return it.
 
         Raises:
             CheckpointError: no such model, or its weights do not fit ``model`` (the code changed).
         """
-        where = _shown(self.path) if self.path is not None else self.notebook
         if name not in self.models:
-            raise CheckpointError(f"{where} holds the models {sorted(self.models)}, not {name!r}; {REGENERATE}")
+            raise CheckpointError(f"{self.where} holds the models {sorted(self.models)}, not {name!r}; {REGENERATE}")
         try:
             model.load_state_dict(self.models[name])
         except RuntimeError as err:
             first = str(err).splitlines()[1].strip() if len(str(err).splitlines()) > 1 else str(err)
             raise CheckpointError(
-                f"the weights of {name!r} in {where} do not fit the model this code builds ({first}); {REGENERATE}"
+                f"the weights of {name!r} in {self.where} do not fit the model this code builds ({first}); {REGENERATE}"
             ) from None
         return model
-
-
-def _differences(stored: Any, wanted: Any, prefix: str = "") -> list[str]:
-    if isinstance(stored, dict) and isinstance(wanted, dict):
-        return [
-            diff
-            for key in sorted(set(stored) | set(wanted))
-            for diff in _differences(stored.get(key, "<absent>"), wanted.get(key, "<absent>"), f"{prefix}{key}.")
-        ]
-    return [] if stored == wanted else [f"{prefix.rstrip('.')} = {stored!r} there, {wanted!r} here"]
 
 
 def save_course_checkpoint(checkpoint: CourseCheckpoint, folder: str | Path | None = None) -> Path:
@@ -176,7 +170,7 @@ def load_course_checkpoint(
             f"{_shown(path)} has format {state['version']}, this code reads {FORMAT_VERSION}; {REGENERATE}"
         )
     if recipe is not None:
-        diffs = _differences(state["recipe"], plain(dict(recipe)))
+        diffs = config_differences(state["recipe"], plain(dict(recipe)), there="there")
         if diffs:
             more = f" (and {len(diffs) - 3} more)" if len(diffs) > 3 else ""
             raise CheckpointError(
@@ -232,7 +226,7 @@ def _evaluate_pyramid(checkpoint: CourseCheckpoint) -> dict[str, Any]:
 
 def _evaluate_localization(checkpoint: CourseCheckpoint) -> dict[str, Any]:
     """06: the test metrics of the SNN and its twin (:func:`~spikelib.eval.evaluate.evaluate`)."""
-    cfg = RunConfig.from_dict(checkpoint.recipe["run_config"], where=f"the recipe of {checkpoint.path}")
+    cfg = RunConfig.from_dict(checkpoint.recipe["run_config"], where=f"the recipe of {checkpoint.where}")
     splits = build_data(cfg.data, cfg.seed, progress=False)
     out = {}
     for kind in checkpoint.models:
@@ -244,7 +238,7 @@ def _evaluate_localization(checkpoint: CourseCheckpoint) -> dict[str, Any]:
 
 def _evaluate_study(checkpoint: CourseCheckpoint) -> dict[str, Any]:
     """07: the test metrics of every model of the study on its test images."""
-    cfg = RunConfig.from_dict(checkpoint.recipe["run_config"], where=f"the recipe of {checkpoint.path}")
+    cfg = RunConfig.from_dict(checkpoint.recipe["run_config"], where=f"the recipe of {checkpoint.where}")
     study = StudyConfig.from_dict(checkpoint.recipe["study"])
     test_set = run_data(cfg, progress=False).test
     if 0 < study.test_images < dataset_len(test_set):  # the first N, as run_study measures
@@ -322,10 +316,11 @@ def load_or_train(
         except CheckpointError as err:
             say(f"{err}\n=> training here")
         else:
-            say(f"loaded {_shown(checkpoint.path or checkpoints_dir())} (TRAIN_FROM_SCRATCH = True trains them here)")
+            say(f"loaded {checkpoint.where} (TRAIN_FROM_SCRATCH = True trains them here)")
             return checkpoint.extra
     extra = train()
     checkpoint = CourseCheckpoint(notebook, dict(recipe), {name: m.state_dict() for name, m in models.items()}, extra)
     checkpoint.metrics = evaluate_course_checkpoint(checkpoint)
-    say(f"trained here; saved to {_shown(save_course_checkpoint(checkpoint))}")
+    save_course_checkpoint(checkpoint)
+    say(f"trained here; saved to {checkpoint.where}")
     return extra

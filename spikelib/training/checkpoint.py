@@ -50,6 +50,7 @@ __all__ = [
     "load_checkpoint",
     "read_weights_only",
     "check_compatible",
+    "config_differences",
 ]
 
 CHECKPOINT_VERSION = 1
@@ -146,10 +147,11 @@ def save_checkpoint(
 def read_weights_only(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
     """``torch.load(path, weights_only=True)``, of a plain or a gzipped file."""
     with open(path, "rb") as file:
-        data = file.read()
-    if data[:2] == b"\x1f\x8b":  # gzip's magic number
-        data = gzip.decompress(data)
-    return torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
+        gzipped = file.read(2) == b"\x1f\x8b"  # gzip's magic number
+    if not gzipped:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    with gzip.open(path, "rb") as file:
+        return torch.load(io.BytesIO(file.read()), map_location=map_location, weights_only=True)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -180,14 +182,17 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return checkpoint
 
 
-def _differences(stored: Mapping[str, Any], wanted: Mapping[str, Any], prefix: str = "") -> list[str]:
+def config_differences(
+    stored: Mapping[str, Any], wanted: Mapping[str, Any], there: str = "in the checkpoint", prefix: str = ""
+) -> list[str]:
+    """One line per differing key of two nested settings dicts: ``"a.b = 1 <there>, 2 here"``."""
     out = []
     for key in sorted(set(stored) | set(wanted)):
         a, b = stored.get(key, "<absent>"), wanted.get(key, "<absent>")
         if isinstance(a, Mapping) and isinstance(b, Mapping):
-            out += _differences(a, b, f"{prefix}{key}.")
+            out += config_differences(a, b, there, f"{prefix}{key}.")
         elif a != b:
-            out.append(f"{prefix}{key} = {a!r} in the checkpoint, {b!r} here")
+            out.append(f"{prefix}{key} = {a!r} {there}, {b!r} here")
     return out
 
 
@@ -218,7 +223,7 @@ def check_compatible(
     if checkpoint["kind"] != kind:
         raise CheckpointError(f"{path} holds an {checkpoint['kind'].upper()}, not an {kind.upper()}")
     stored = {k: v for k, v in checkpoint["model_config"].items() if k in model_config}
-    diffs = _differences(stored, model_config)
+    diffs = config_differences(stored, model_config)
     if diffs:
         more = f" (and {len(diffs) - 3} more)" if len(diffs) > 3 else ""
         raise CheckpointError(
@@ -228,7 +233,7 @@ def check_compatible(
     if run_config is not None:
         stored = {k: checkpoint["config"].get(k) for k in ("seed", "data", "train", "ann")}
         wanted = {k: run_config.get(k) for k in ("seed", "data", "train", "ann")}
-        diffs = _differences(stored, wanted)
+        diffs = config_differences(stored, wanted)
         if diffs:
             raise CheckpointError(
                 f"cannot resume from {path}: the run configuration changed ({'; '.join(diffs[:3])})"
